@@ -1,0 +1,49 @@
+// numpy <-> raw pointers for the bindings: dtype, rank and shape checks that raise
+// TypeError / ValueError naming the function, the argument and what was expected.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pt::bindings {
+
+namespace py = pybind11;
+
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+// "(2, 3, 4)"
+std::string shape_str(const py::array& a);
+
+// A C-contiguous, native-byte-order float32 array for `obj`: the array itself when
+// it already is one, else a copy (non-contiguous or byte-swapped float32 input).
+// Any other dtype or type raises TypeError; a different rank raises ValueError.
+// ndim < 0: any rank >= min_ndim.
+FloatArray float_array(py::handle obj, const char* fn, const char* name, int ndim = -1, int min_ndim = 0);
+
+// Same for an optional argument: None gives std::nullopt.
+std::optional<FloatArray> optional_float_array(py::handle obj, const char* fn, const char* name, int ndim = -1);
+
+using BoolArray = py::array_t<bool, py::array::c_style | py::array::forcecast>;
+
+// bool [rows, cols] mask (True = masked), as contiguous bytes; None -> std::nullopt.
+std::optional<BoolArray> optional_bool_mask(py::handle obj, const char* fn,
+                                           const char* name, int64_t rows, int64_t cols,
+                                           const std::string& expected);
+
+// Raise ValueError("fn: name must have shape expected, got (..)") unless dims match
+// (a negative entry in `dims` matches anything).
+void check_shape(const py::array& a, const char* fn, const char* name, const std::vector<int64_t>& dims,
+                 const std::string& expected);
+
+// A Python int >= 0 (bool and float rejected).
+int64_t nonnegative_int(py::handle obj, const char* fn, const char* name);
+
+// New uninitialised float32 array of the given shape.
+py::array_t<float> new_float_array(const std::vector<int64_t>& shape);
+
+}  // namespace pt::bindings

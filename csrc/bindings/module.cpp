@@ -1,0 +1,40 @@
+// The compiled module pytransformer._core: runtime controls and the ops.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "runtime/cpu_features.h"
+#include "runtime/threads.h"
+
+namespace py = pybind11;
+
+namespace pt::bindings {
+void bind_ops(py::module_& m);
+}
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "pytransformer's compiled core (C++ kernels; use the pytransformer package)";
+
+  m.def("_runtime_info", [] {
+    py::dict d;
+    d["isa"] = pt::kernels::active().isa;
+    std::vector<std::string> isas;
+    for (int i = 0; i < pt::kernels::available_count(); ++i) isas.emplace_back(pt::kernels::available(i).isa);
+    d["isa_available"] = isas;
+    d["openmp"] = pt::openmp_enabled();
+    d["num_threads"] = pt::get_num_threads();
+    d["physical_cores"] = pt::physical_core_count();
+    return d;
+  });
+  m.def("set_num_threads", &pt::set_num_threads, py::arg("n"));
+  m.def("get_num_threads", &pt::get_num_threads);
+  m.def("_isa_request_warning", [] { return std::string(pt::kernels::isa_request_warning()); });
+  m.def("_set_isa", [](const std::string& isa) { pt::kernels::set_active(isa.c_str()); }, py::arg("isa"),
+        "Testing hook: switch the kernel set (generic, avx2, avx512) for the whole process.");
+
+  py::module_ ops = m.def_submodule("ops", "functional ops");
+  pt::bindings::bind_ops(ops);
+}

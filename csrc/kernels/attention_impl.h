@@ -1,0 +1,182 @@
+// Scaled dot-product attention, tiled with an online softmax (flash-attention
+// style): memory is O(block) per thread, never O(Lq x Lk).
+// Included inside an ISA namespace after simd_<isa>.h, simd_math.h, gemm_impl.h.
+// The including file defines:
+//   kAttnBq  query rows per work item (the unit of parallelism with b and h)
+//   kAttnRB  query rows per register block
+// A key block is kAttnKV vectors wide (kAttnBk keys).
+//
+// For each work item (b, h, block of queries), over key blocks j0 = 0, Bk, ...:
+//   S = scale * Q K^T (masked to -inf), m' = max(m, rowmax S), P = exp(S - m'),
+//   l = l e^(m - m') + rowsum P,  O = O e^(m - m') + P V;   finally out = O / l.
+// Each output row is computed by one thread in a fixed order: results do not
+// depend on the thread count, on Lq, or on the query block a row falls in.
+#pragma once
+
+constexpr int kAttnKV = 4;
+constexpr int kAttnBk = kAttnKV * Vec::W;
+
+struct AttnScratch {
+  AlignedBuffer kt;  // [D][Bk]   K block, transposed
+  AlignedBuffer s;   // [Bq][Bk]  scores, then probabilities
+  AlignedBuffer o;   // [Bq][Dp]  unnormalised output rows
+  AlignedBuffer ml;  // [2][Bq]   running max m and sum l
+};
+
+static AttnScratch& attn_scratch() {
+  static thread_local AttnScratch scratch;
+  return scratch;
+}
+
+// s[r][:Bk] = scale * q_r . kt[:, :Bk] for R query rows q (row stride ldq).
+template <int R>
+static void attn_scores(const float* q, int64_t ldq, const float* kt, int64_t D, float scale, float* s) {
+  using V = Vec;
+  typename V::F acc[R][kAttnKV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < kAttnKV; ++v) acc[r][v] = V::zero();
+  for (int64_t d = 0; d < D; ++d) {
+    typename V::F kv[kAttnKV];
+    for (int v = 0; v < kAttnKV; ++v) kv[v] = V::load(kt + d * kAttnBk + v * V::W);
+    for (int r = 0; r < R; ++r) {
+      const typename V::F qv = V::set1(q[r * ldq + d]);
+      for (int v = 0; v < kAttnKV; ++v) acc[r][v] = V::muladd(qv, kv[v], acc[r][v]);
+    }
+  }
+  const typename V::F vs = V::set1(scale);
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < kAttnKV; ++v) V::store(s + r * kAttnBk + v * V::W, V::mul(acc[r][v], vs));
+}
+
+// o[r][:D] += sum_{c < nk} p[r][c] v_c for R rows (o row stride ldo, v row stride ldv).
+template <int R>
+static void attn_accumulate(const float* p, const float* v, int64_t ldv, int nk, int64_t D, float* o, int64_t ldo) {
+  using V = Vec;
+  constexpr int kChunk = 4;  // vectors of D per register block
+  for (int64_t d0 = 0; d0 < D; d0 += kChunk * V::W) {
+    const int nvec = static_cast<int>(std::min<int64_t>(kChunk, ceil_div(D - d0, V::W)));
+    typename V::F acc[R][kChunk];
+    for (int r = 0; r < R; ++r)
+      for (int u = 0; u < kChunk; ++u) acc[r][u] = u < nvec ? V::load(o + r * ldo + d0 + u * V::W) : V::zero();
+    for (int c = 0; c < nk; ++c) {
+      const float* vrow = v + c * ldv + d0;
+      typename V::F vv[kChunk];
+      for (int u = 0; u < kChunk; ++u) {
+        const int64_t cnt = D - d0 - u * V::W;
+        vv[u] = u >= nvec ? V::zero() : (cnt >= V::W ? V::load(vrow + u * V::W) : V::load_n(vrow + u * V::W, static_cast<int>(cnt)));
+      }
+      for (int r = 0; r < R; ++r) {
+        const typename V::F pv = V::set1(p[r * kAttnBk + c]);
+        for (int u = 0; u < kChunk; ++u) acc[r][u] = V::muladd(pv, vv[u], acc[r][u]);
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int u = 0; u < nvec; ++u) V::store(o + r * ldo + d0 + u * V::W, acc[r][u]);
+  }
+}
+
+// Calls f(std::integral_constant<int, R>) for R = rows, 1 <= rows <= kAttnRB.
+template <int R = 1, class F>
+static void with_rows(int rows, F&& f) {
+  if constexpr (R <= kAttnRB) {
+    if (rows == R) {
+      f(std::integral_constant<int, R>{});
+      return;
+    }
+    with_rows<R + 1>(rows, f);
+  }
+}
+
+static void attention(Tensor4View q, Tensor4View k, Tensor4View v, float* out, int64_t out_bs, int64_t out_hs,
+                      int64_t out_rs, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv,
+                      const uint8_t* key_padding_mask, bool causal, int64_t causal_offset, float scale) {
+  if (B == 0 || H == 0 || Lq == 0 || Dv == 0) return;
+  const int64_t q_blocks = ceil_div(Lq, kAttnBq);
+  const int64_t items = B * H * q_blocks;
+  const int64_t Dp = ceil_div(Dv, Vec::W) * Vec::W;
+  const float neg_inf = -__builtin_inff();
+  parallel_for(items, threads_for(items * kAttnBq * std::max<int64_t>(Lk, 1) * (D + Dv), 1 << 15),
+               [&](int64_t it0, int64_t it1) {
+    AttnScratch& sc = attn_scratch();
+    sc.kt.reserve_discard(static_cast<size_t>(D * kAttnBk));
+    sc.s.reserve_discard(static_cast<size_t>(kAttnBq * kAttnBk));
+    sc.o.reserve_discard(static_cast<size_t>(kAttnBq * Dp));
+    sc.ml.reserve_discard(static_cast<size_t>(2 * kAttnBq));
+    float* kt = sc.kt.data();
+    float* s = sc.s.data();
+    float* o = sc.o.data();
+    float* m = sc.ml.data();
+    float* l = m + kAttnBq;
+    for (int64_t item = it0; item < it1; ++item) {
+      const int64_t b = item / (H * q_blocks), h = (item / q_blocks) % H, qb = item % q_blocks;
+      const int64_t i0 = qb * kAttnBq;
+      const int nq = static_cast<int>(std::min<int64_t>(kAttnBq, Lq - i0));
+      const float* qp = q.data + b * q.batch_stride + h * q.head_stride + i0 * q.row_stride;
+      const float* kp = k.data + b * k.batch_stride + h * k.head_stride;
+      const float* vp = v.data + b * v.batch_stride + h * v.head_stride;
+      const uint8_t* pad = key_padding_mask ? key_padding_mask + b * Lk : nullptr;
+      for (int r = 0; r < nq; ++r) {
+        m[r] = neg_inf;
+        l[r] = 0.0f;
+      }
+      std::fill(o, o + nq * Dp, 0.0f);
+      int64_t k_end = Lk;
+      if (causal) k_end = std::min<int64_t>(Lk, std::max<int64_t>(0, i0 + nq + causal_offset));
+      for (int64_t j0 = 0; j0 < k_end; j0 += kAttnBk) {
+        const int nk = static_cast<int>(std::min<int64_t>(kAttnBk, k_end - j0));
+        pack_transposed(kp + j0 * k.row_stride, k.row_stride, nk, D, kt, kAttnBk);
+        for (int r0 = 0; r0 < nq; r0 += kAttnRB) {
+          const int rows = std::min(kAttnRB, nq - r0);
+          with_rows(rows, [&](auto R) {
+            attn_scores<R.value>(qp + r0 * q.row_stride, q.row_stride, kt, D, scale, s + r0 * kAttnBk);
+          });
+        }
+        // Mask, then the online-softmax update of each row.
+        for (int r = 0; r < nq; ++r) {
+          float* srow = s + r * kAttnBk;
+          const int64_t last_visible = causal ? i0 + r + causal_offset : Lk - 1;
+          for (int c = 0; c < kAttnBk; ++c) {
+            const int64_t j = j0 + c;
+            if (c >= nk || j > last_visible || (pad && pad[j])) srow[c] = neg_inf;
+          }
+          Vec::F vmax = Vec::set1(neg_inf);
+          for (int c = 0; c < kAttnBk; c += Vec::W) vmax = Vec::max(vmax, Vec::load(srow + c));
+          const float m_new = std::max(m[r], Vec::hmax(vmax));
+          if (m_new == neg_inf) {  // nothing visible yet: this block adds nothing
+            std::fill(srow, srow + kAttnBk, 0.0f);
+            continue;
+          }
+          const Vec::F vm = Vec::set1(m_new);
+          Vec::F vsum = Vec::zero();
+          for (int c = 0; c < kAttnBk; c += Vec::W) {
+            const Vec::F e = exp(Vec::sub(Vec::load(srow + c), vm));
+            vsum = Vec::add(vsum, e);
+            Vec::store(srow + c, e);
+          }
+          if (m[r] != m_new) {
+            const float alpha = m[r] == neg_inf ? 0.0f : Vec::lane0(exp(Vec::set1(m[r] - m_new)));
+            l[r] *= alpha;
+            const Vec::F va = Vec::set1(alpha);
+            for (int64_t d = 0; d < Dp; d += Vec::W) Vec::store(o + r * Dp + d, Vec::mul(Vec::load(o + r * Dp + d), va));
+            m[r] = m_new;
+          }
+          l[r] += Vec::hsum(vsum);
+        }
+        for (int r0 = 0; r0 < nq; r0 += kAttnRB) {
+          const int rows = std::min(kAttnRB, nq - r0);
+          with_rows(rows, [&](auto R) {
+            attn_accumulate<R.value>(s + r0 * kAttnBk, vp + j0 * v.row_stride, v.row_stride, nk, Dv, o + r0 * Dp, Dp);
+          });
+        }
+      }
+      float* op = out + b * out_bs + h * out_hs + i0 * out_rs;
+      for (int r = 0; r < nq; ++r) {
+        const Vec::F inv = Vec::set1(l[r] > 0.0f ? 1.0f / l[r] : 0.0f);
+        for (int64_t d = 0; d < Dv; d += Vec::W) {
+          const int cnt = static_cast<int>(std::min<int64_t>(Vec::W, Dv - d));
+          Vec::store_n(op + r * out_rs + d, Vec::mul(Vec::load(o + r * Dp + d), inv), cnt);
+        }
+      }
+    }
+  });
+}

@@ -1,0 +1,362 @@
+// GEMM with a fused epilogue: y[M,N] = act(x[M,K] @ W[N,K]^T + bias[N]).
+//
+// Included inside an ISA namespace after simd_<isa>.h and simd_math.h. The
+// including file defines the blocking for its registers and caches:
+//   kGemmMR  rows of the register tile (x rows)
+//   kGemmNV  vectors across N in the register tile (NR = kGemmNV * Vec::W columns)
+//   kGemmKC  depth of one pass over a tile (the packed x and W micro-panels of one
+//            pass, MR x KC and KC x NR, stay in L1/L2)
+//   kGemmNCPanels  W panels swept per row tile (the KC x NC block of W stays in L2)
+//
+// The five loops of BLIS, with everything packed once per call:
+//   x is packed into row tiles  [ceil(M/MR)][K][MR]  (k-major, zero-padded rows),
+//   W is packed into col panels [ceil(N/NR)][K][NR]  (k-major, zero-padded cols);
+// a register tile accumulates MR x NR outputs over KC steps of rank-1 updates.
+// Between KC passes the partial sums go through y, loaded back into the registers
+// (not added), so every output is one fma chain over k = 0..K-1 in order: the
+// result does not depend on KC, on the thread split, or on M (a row gives the same
+// bits alone or in a batch).
+#pragma once
+
+constexpr int kGemmNR = kGemmNV * Vec::W;
+
+// ---------------------------------------------------------------------------
+// Packing
+// ---------------------------------------------------------------------------
+
+// dst[k*ldd + r] = src[r*lds + k] for r < rows, k < cols, and 0 for rows <= r < ldd.
+static void pack_transposed(const float* src, int64_t lds, int rows, int64_t cols, float* dst, int ldd) {
+  int64_t k = 0;
+  for (; k + 8 <= cols; k += 8) {
+    int r = 0;
+    for (; r + 8 <= rows; r += 8) transpose_8x8(src + r * lds + k, lds, dst + k * ldd + r, ldd);
+    for (; r + 4 <= rows; r += 4) transpose_4x8(src + r * lds + k, lds, dst + k * ldd + r, ldd);
+    for (; r < rows; ++r)
+      for (int kk = 0; kk < 8; ++kk) dst[(k + kk) * ldd + r] = src[r * lds + k + kk];
+    for (; r < ldd; ++r)
+      for (int kk = 0; kk < 8; ++kk) dst[(k + kk) * ldd + r] = 0.0f;
+  }
+  for (; k < cols; ++k) {
+    int r = 0;
+    for (; r < rows; ++r) dst[k * ldd + r] = src[r * lds + k];
+    for (; r < ldd; ++r) dst[k * ldd + r] = 0.0f;
+  }
+}
+
+static int64_t gemm_packed_size(int64_t N, int64_t K) { return ceil_div(N, kGemmNR) * kGemmNR * K; }
+
+// Panels [p_begin, p_end) of W [N,K] into packed ([panel][K][NR]).
+static void gemm_pack_panels(const float* w, int64_t N, int64_t K, float* packed, int64_t p_begin, int64_t p_end) {
+  for (int64_t p = p_begin; p < p_end; ++p) {
+    const int64_t n0 = p * kGemmNR;
+    const int rows = static_cast<int>(std::min<int64_t>(kGemmNR, N - n0));
+    pack_transposed(w + n0 * K, K, rows, K, packed + p * K * kGemmNR, kGemmNR);
+  }
+}
+
+static void gemm_pack(const float* w, int64_t N, int64_t K, float* packed) {
+  const int64_t panels = ceil_div(N, kGemmNR);
+  parallel_for(panels, threads_for(panels * K * kGemmNR, 1 << 15),
+               [&](int64_t b, int64_t e) { gemm_pack_panels(w, N, K, packed, b, e); });
+}
+
+// Row tiles [t_begin, t_end) of x [M,K] into packed ([tile][K][MR]).
+static void gemm_pack_row_tiles(const float* x, int64_t M, int64_t K, float* packed, int64_t t_begin, int64_t t_end) {
+  for (int64_t t = t_begin; t < t_end; ++t) {
+    const int64_t m0 = t * kGemmMR;
+    const int rows = static_cast<int>(std::min<int64_t>(kGemmMR, M - m0));
+    pack_transposed(x + m0 * K, K, rows, K, packed + t * K * kGemmMR, kGemmMR);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Register tile
+// ---------------------------------------------------------------------------
+
+struct GemmEpilogue {
+  const float* bias;  // [N] or null
+  Activation act;
+};
+
+static inline Vec::F apply_activation(Vec::F v, Activation act) {
+  if (act == Activation::kRelu) return relu(v);
+  if (act == Activation::kGelu) return gelu(v);
+  return v;
+}
+
+// y tile [MR, n_valid] (row stride ldy) over kc steps: a = packed x tile (stride
+// kGemmMR per k), b = packed W panel (stride kGemmNR per k). `first`: start from 0,
+// else from y; `last`: add bias, apply activation.
+template <int MR>
+static void gemm_tile(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict y,
+                      int64_t ldy, int n_valid, bool first, bool last, const float* bias, Activation act) {
+  using V = Vec;
+  typename V::F acc[MR][kGemmNV];
+  const bool full = n_valid == kGemmNR;
+  if (first) {
+    for (int m = 0; m < MR; ++m)
+      for (int v = 0; v < kGemmNV; ++v) acc[m][v] = V::zero();
+  } else {
+    for (int m = 0; m < MR; ++m)
+      for (int v = 0; v < kGemmNV; ++v)
+        acc[m][v] = full ? V::load(y + m * ldy + v * V::W) : V::load_n(y + m * ldy + v * V::W, n_valid - v * V::W);
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    typename V::F bv[kGemmNV];
+    for (int v = 0; v < kGemmNV; ++v) bv[v] = V::load(b + k * kGemmNR + v * V::W);
+    for (int m = 0; m < MR; ++m) {
+      const typename V::F am = V::set1(a[k * kGemmMR + m]);
+      for (int v = 0; v < kGemmNV; ++v) acc[m][v] = V::muladd(am, bv[v], acc[m][v]);
+    }
+  }
+  if (last && (bias || act != Activation::kNone)) {
+    typename V::F bb[kGemmNV];
+    for (int v = 0; v < kGemmNV; ++v)
+      bb[v] = bias ? (full ? V::load(bias + v * V::W) : V::load_n(bias + v * V::W, n_valid - v * V::W)) : V::zero();
+    for (int m = 0; m < MR; ++m)
+      for (int v = 0; v < kGemmNV; ++v) acc[m][v] = apply_activation(V::add(acc[m][v], bb[v]), act);
+  }
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < kGemmNV; ++v) {
+      if (full)
+        V::store(y + m * ldy + v * V::W, acc[m][v]);
+      else
+        V::store_n(y + m * ldy + v * V::W, acc[m][v], n_valid - v * V::W);
+    }
+}
+
+using GemmTileFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, bool, bool, const float*,
+                            Activation);
+
+template <int... I>
+struct GemmTileTable {
+  static constexpr GemmTileFn fns[sizeof...(I)] = {&gemm_tile<I + 1>...};
+};
+
+template <int... I>
+static constexpr GemmTileTable<I...> make_tile_table(std::integer_sequence<int, I...>) {
+  return {};
+}
+
+// gemm_tile<rows> for rows = 1..kGemmMR.
+static GemmTileFn gemm_tile_for_rows(int rows) {
+  static constexpr auto table = make_tile_table(std::make_integer_sequence<int, kGemmMR>{});
+  return table.fns[rows - 1];
+}
+
+// ---------------------------------------------------------------------------
+// Drivers
+// ---------------------------------------------------------------------------
+
+// Split `nthreads` into a grid: tm threads along row tiles x tn along panels,
+// minimising the largest share; ties go to splitting N (less of W per thread).
+static void gemm_thread_grid(int nthreads, int64_t row_tiles, int64_t panels, int* tm, int* tn) {
+  int64_t best = -1;
+  for (int m = 1; m <= nthreads; ++m) {
+    if (nthreads % m) continue;
+    const int n = nthreads / m;
+    const int64_t share = ceil_div(row_tiles, m) * ceil_div(panels, n);
+    if (best < 0 || share < best || (share == best && n > *tn)) {
+      best = share;
+      *tm = m;
+      *tn = n;
+    }
+  }
+}
+
+// y tiles [t_begin, t_end) x panels [p_begin, p_end) from packed x and packed W.
+static void gemm_compute_block(const float* xp, int64_t M, int64_t K, const float* wp, int64_t N, const float* bias,
+                               Activation act, float* y, int64_t t_begin, int64_t t_end, int64_t p_begin,
+                               int64_t p_end) {
+  for (int64_t pc0 = p_begin; pc0 < p_end; pc0 += kGemmNCPanels) {
+    const int64_t pc1 = std::min<int64_t>(p_end, pc0 + kGemmNCPanels);
+    for (int64_t k0 = 0; k0 < K; k0 += kGemmKC) {
+      const int64_t kc = std::min<int64_t>(kGemmKC, K - k0);
+      const bool first = k0 == 0, last = k0 + kc == K;
+      for (int64_t t = t_begin; t < t_end; ++t) {
+        const int64_t m0 = t * kGemmMR;
+        const int rows = static_cast<int>(std::min<int64_t>(kGemmMR, M - m0));
+        const GemmTileFn tile = gemm_tile_for_rows(rows);
+        const float* a = xp + t * K * kGemmMR + k0 * kGemmMR;
+        for (int64_t p = pc0; p < pc1; ++p) {
+          const int64_t n0 = p * kGemmNR;
+          const int n_valid = static_cast<int>(std::min<int64_t>(kGemmNR, N - n0));
+          tile(kc, a, wp + p * K * kGemmNR + k0 * kGemmNR, y + m0 * N + n0, N, n_valid, first, last,
+               bias ? bias + n0 : nullptr, act);
+        }
+      }
+    }
+  }
+}
+
+// When K == 0 the product is empty: y = act(bias) (or act(0)).
+static void gemm_fill_epilogue(int64_t M, int64_t N, const float* bias, Activation act, float* y) {
+  for (int64_t m = 0; m < M; ++m) {
+    int64_t n = 0;
+    for (; n < N; n += Vec::W) {
+      const int cnt = static_cast<int>(std::min<int64_t>(Vec::W, N - n));
+      Vec::F v = bias ? Vec::load_n(bias + n, cnt) : Vec::zero();
+      Vec::store_n(y + m * N + n, apply_activation(v, act), cnt);
+    }
+  }
+}
+
+// Scratch owned by the calling thread, reused across calls (no allocation in steady state).
+static AlignedBuffer& gemm_scratch_x() {
+  static thread_local AlignedBuffer buf;
+  return buf;
+}
+static AlignedBuffer& gemm_scratch_w() {
+  static thread_local AlignedBuffer buf;
+  return buf;
+}
+
+// Packs x (and W when `w` is given) inside one parallel region, then computes.
+static void gemm_run(const float* x, int64_t M, int64_t K, const float* w, const float* wp, int64_t N,
+                     const float* bias, Activation act, float* y) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    gemm_fill_epilogue(M, N, bias, act, y);
+    return;
+  }
+  const int64_t row_tiles = ceil_div(M, kGemmMR), panels = ceil_div(N, kGemmNR);
+  AlignedBuffer& xbuf = gemm_scratch_x();
+  xbuf.reserve_discard(static_cast<size_t>(row_tiles * K * kGemmMR));
+  float* xp = xbuf.data();
+  float* wpack = nullptr;
+  if (w) {
+    AlignedBuffer& wbuf = gemm_scratch_w();
+    wbuf.reserve_discard(static_cast<size_t>(gemm_packed_size(N, K)));
+    wpack = wbuf.data();
+    wp = wpack;
+  }
+  const int nthreads = threads_for(M * N * K, 1 << 17);
+  int tm = 1, tn = 1;
+  gemm_thread_grid(nthreads, row_tiles, panels, &tm, &tn);
+  auto body = [&](int tid, int nt) {
+    // Phase 1: pack, shared between all threads.
+    int64_t b = row_tiles * tid / nt, e = row_tiles * (tid + 1) / nt;
+    gemm_pack_row_tiles(x, M, K, xp, b, e);
+    if (wpack) {
+      b = panels * tid / nt;
+      e = panels * (tid + 1) / nt;
+      gemm_pack_panels(w, N, K, wpack, b, e);
+    }
+  };
+  auto compute = [&](int tid) {
+    const int im = tid / tn, in = tid % tn;
+    gemm_compute_block(xp, M, K, wp, N, bias, act, y, row_tiles * im / tm, row_tiles * (im + 1) / tm,
+                       panels * in / tn, panels * (in + 1) / tn);
+  };
+#ifdef _OPENMP
+  if (nthreads > 1) {
+#pragma omp parallel num_threads(nthreads)
+    {
+      const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+      body(tid, nt);
+#pragma omp barrier
+      if (nt == nthreads) {
+        compute(tid);
+      } else if (tid == 0) {  // the runtime gave us fewer threads: one thread does all
+        gemm_compute_block(xp, M, K, wp, N, bias, act, y, 0, row_tiles, 0, panels);
+      }
+    }
+    return;
+  }
+#endif
+  body(0, 1);
+  gemm_compute_block(xp, M, K, wp, N, bias, act, y, 0, row_tiles, 0, panels);
+}
+
+static void linear_packed(const float* x, int64_t M, int64_t K, const float* packed, int64_t N, const float* bias,
+                          Activation act, float* y) {
+  gemm_run(x, M, K, nullptr, packed, N, bias, act, y);
+}
+
+// ---------------------------------------------------------------------------
+// Few rows, unpacked W: the decode case. Memory-bound on W, so W is streamed once,
+// straight from its [N,K] layout (no packing pass), as dot products along K:
+// kSkinnyMB rows of x against kSkinnyNB rows of W per register block.
+// ---------------------------------------------------------------------------
+
+template <int MB, int NB>
+static void skinny_block(const float* x, int64_t K, const float* w, float* y, int64_t ldy) {
+  using V = Vec;
+  typename V::F acc[MB][NB];
+  for (int i = 0; i < MB; ++i)
+    for (int j = 0; j < NB; ++j) acc[i][j] = V::zero();
+  int64_t k = 0;
+  for (; k + V::W <= K; k += V::W) {
+    typename V::F wv[NB];
+    for (int j = 0; j < NB; ++j) wv[j] = V::load(w + j * K + k);
+    for (int i = 0; i < MB; ++i) {
+      const typename V::F xv = V::load(x + i * K + k);
+      for (int j = 0; j < NB; ++j) acc[i][j] = V::muladd(xv, wv[j], acc[i][j]);
+    }
+  }
+  if (k < K) {
+    const int rem = static_cast<int>(K - k);
+    typename V::F wv[NB];
+    for (int j = 0; j < NB; ++j) wv[j] = V::load_n(w + j * K + k, rem);
+    for (int i = 0; i < MB; ++i) {
+      const typename V::F xv = V::load_n(x + i * K + k, rem);
+      for (int j = 0; j < NB; ++j) acc[i][j] = V::muladd(xv, wv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < MB; ++i)
+    for (int j = 0; j < NB; ++j) y[i * ldy + j] = V::hsum(acc[i][j]);
+}
+
+using SkinnyFn = void (*)(const float*, int64_t, const float*, float*, int64_t);
+
+template <int MB>
+static SkinnyFn skinny_for_cols(int nb) {
+  static constexpr SkinnyFn fns[4] = {&skinny_block<MB, 1>, &skinny_block<MB, 2>, &skinny_block<MB, 3>,
+                                      &skinny_block<MB, 4>};
+  return fns[nb - 1];
+}
+
+static SkinnyFn skinny_for(int mb, int nb) {
+  static_assert(kSkinnyNB <= 4 && kSkinnyMB <= 4, "skinny blocks are at most 4x4");
+  switch (mb) {
+    case 1: return skinny_for_cols<1>(nb);
+    case 2: return skinny_for_cols<std::min(2, kSkinnyMB)>(nb);
+    case 3: return skinny_for_cols<std::min(3, kSkinnyMB)>(nb);
+    default: return skinny_for_cols<kSkinnyMB>(nb);
+  }
+}
+
+static void linear_skinny(const float* x, int64_t M, int64_t K, const float* w, int64_t N, const float* bias,
+                          Activation act, float* y) {
+  const int64_t groups = ceil_div(N, kSkinnyNB);
+  parallel_for(groups, threads_for(M * N * K, 1 << 16), [&](int64_t g0, int64_t g1) {
+    const int64_t n_begin = g0 * kSkinnyNB, n_end = std::min<int64_t>(N, g1 * kSkinnyNB);
+    for (int64_t n = n_begin; n < n_end; n += kSkinnyNB) {
+      const int nb = static_cast<int>(std::min<int64_t>(kSkinnyNB, n_end - n));
+      for (int64_t m = 0; m < M; m += kSkinnyMB) {
+        const int mb = static_cast<int>(std::min<int64_t>(kSkinnyMB, M - m));
+        skinny_for(mb, nb)(x + m * K, K, w + n * K, y + m * N + n, N);
+      }
+    }
+    if (bias || act != Activation::kNone) {
+      for (int64_t m = 0; m < M; ++m) {
+        float* row = y + m * N;
+        for (int64_t n = n_begin; n < n_end; n += Vec::W) {
+          const int cnt = static_cast<int>(std::min<int64_t>(Vec::W, n_end - n));
+          Vec::F v = Vec::load_n(row + n, cnt);
+          if (bias) v = Vec::add(v, Vec::load_n(bias + n, cnt));
+          Vec::store_n(row + n, apply_activation(v, act), cnt);
+        }
+      }
+    }
+  });
+}
+
+static void linear(const float* x, int64_t M, int64_t K, const float* w, int64_t N, const float* bias,
+                   Activation act, float* y) {
+  if (M <= kSkinnyMaxRows && M > 0 && N > 0 && K > 0) {
+    linear_skinny(x, M, K, w, N, bias, act, y);
+    return;
+  }
+  gemm_run(x, M, K, w, nullptr, N, bias, act, y);
+}

@@ -1,0 +1,81 @@
+// The kernel interface: plain functions over raw float pointers and sizes.
+//
+// Every kernel exists once per instruction set (generic C++, AVX2+FMA, AVX-512)
+// and is reached through the table of the set chosen at import time
+// (dispatch.cpp). All shapes are row-major and contiguous unless a stride says
+// otherwise. Kernels parallelise internally over OpenMP with pt::get_num_threads()
+// threads and never split a reduction between threads, so results are bitwise
+// identical for any thread count. Callers validate shapes; kernels trust them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace pt::kernels {
+
+enum class Activation : int { kNone = 0, kRelu = 1, kGelu = 2 };
+
+// Strided view of a [B, H, L, D] tensor: element (b, h, i, d) lives at
+// data[b*batch_stride + h*head_stride + i*row_stride + d].
+struct Tensor4View {
+  const float* data;
+  int64_t batch_stride, head_stride, row_stride;
+};
+
+struct KernelTable {
+  const char* isa;  // "generic" | "avx2" | "avx512"
+
+  // --- GEMM: y[M,N] = act(x[M,K] @ W[N,K]^T + bias[N]) -------------------------
+  // Pre-packed weights: W is re-laid once into column panels of `gemm_nr` rows of W
+  // (panel p = [K][gemm_nr], zero-padded past N). Size in floats:
+  int64_t (*gemm_packed_size)(int64_t N, int64_t K);
+  // w [N,K] -> packed [gemm_packed_size(N, K)]
+  void (*gemm_pack)(const float* w, int64_t N, int64_t K, float* packed);
+  // x [M,K], packed from gemm_pack, bias [N] or null, y [M,N]
+  void (*linear_packed)(const float* x, int64_t M, int64_t K, const float* packed, int64_t N,
+                        const float* bias, Activation act, float* y);
+  // Same result shape from an unpacked W [N,K]: packs per call, or for few rows
+  // (the decode case) streams W once with a dot-product kernel.
+  void (*linear)(const float* x, int64_t M, int64_t K, const float* w, int64_t N, const float* bias,
+                 Activation act, float* y);
+
+  // --- Row-wise ops: x, y [rows, n]; y may alias x -------------------------------
+  void (*softmax)(const float* x, float* y, int64_t rows, int64_t n);
+  // y = LN(x + residual) * weight + bias over the last axis; residual may be null.
+  // weight, bias [n] (either may be null: 1 / 0).
+  void (*layer_norm)(const float* x, const float* residual, const float* weight, const float* bias,
+                     float eps, float* y, int64_t rows, int64_t n);
+
+  // --- Element-wise: x, y [n]; y may alias x ---------------------------------------
+  void (*relu)(const float* x, float* y, int64_t n);
+  void (*gelu)(const float* x, float* y, int64_t n);
+
+  // --- Attention -----------------------------------------------------------------
+  // out(b,h,i,:) = sum_j softmax_j(scale * q_i . k_j + mask) v_j, for q [B,H,Lq,D],
+  // k [B,H,Lk,D], v [B,H,Lk,Dv], out [B,H,Lq,Dv] (strided views). key_padding_mask: null or
+  // uint8 [B, Lk] with nonzero = padding (masked out). causal: key j is visible to
+  // query i only when j <= i + causal_offset. A query with no visible key gets zeros.
+  void (*attention)(Tensor4View q, Tensor4View k, Tensor4View v, float* out, int64_t out_batch_stride,
+                    int64_t out_head_stride, int64_t out_row_stride, int64_t B, int64_t H, int64_t Lq,
+                    int64_t Lk, int64_t D, int64_t Dv, const uint8_t* key_padding_mask, bool causal,
+                    int64_t causal_offset, float scale);
+};
+
+// The table chosen at import: PYTRANSFORMER_ISA (generic|avx2|avx512|auto) if set
+// and supported by this CPU, else the best the CPU supports.
+const KernelTable& active();
+// Every table this build and this CPU can run, best last.
+int available_count();
+const KernelTable& available(int i);
+// Switch the active table by name (testing hook); throws std::invalid_argument for
+// an unknown or unsupported name. Not thread-safe against running kernels.
+void set_active(const char* isa);
+// Non-empty when PYTRANSFORMER_ISA asked for something this CPU cannot run.
+const char* isa_request_warning();
+
+// One instantiation per ISA, defined in kernels_<isa>.cpp.
+const KernelTable& table_generic();
+const KernelTable& table_avx2();
+const KernelTable& table_avx512();
+
+}  // namespace pt::kernels

@@ -1,0 +1,52 @@
+// Portable kernels: plain C++17 with no instruction-set flags, for any CPU.
+// Also the reference the SIMD builds are tested against (PYTRANSFORMER_ISA=generic).
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
+#include "kernels/kernels.h"
+#include "runtime/aligned_buffer.h"
+#include "runtime/parallel.h"
+
+namespace pt::kernels::generic {
+
+#include "kernels/simd_generic.h"
+#include "kernels/simd_math.h"
+
+constexpr int kGemmMR = 4;
+constexpr int kGemmNV = 2;
+constexpr int64_t kGemmKC = 256;
+constexpr int64_t kGemmNCPanels = 64;
+constexpr int kSkinnyMB = 2, kSkinnyNB = 4;
+constexpr int64_t kSkinnyMaxRows = 16;
+constexpr int kAttnBq = 32, kAttnRB = 2;
+
+#include "kernels/gemm_impl.h"
+#include "kernels/rowwise_impl.h"
+#include "kernels/attention_impl.h"
+
+}  // namespace pt::kernels::generic
+
+namespace pt::kernels {
+
+const KernelTable& table_generic() {
+  static const KernelTable table = {
+      "generic",
+      &generic::gemm_packed_size,
+      &generic::gemm_pack,
+      &generic::linear_packed,
+      &generic::linear,
+      &generic::softmax,
+      &generic::layer_norm,
+      &generic::relu_op,
+      &generic::gelu_op,
+      &generic::attention,
+  };
+  return table;
+}
+
+}  // namespace pt::kernels

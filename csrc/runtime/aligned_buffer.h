@@ -1,0 +1,35 @@
+// Owning, 64-byte aligned float buffer (cache line and AVX-512 register size).
+//
+// Methods are defined out of line in a portable translation unit so that the
+// ISA-specific kernel files never emit their own copies of them.
+#pragma once
+
+#include <cstddef>
+
+namespace pt {
+
+class AlignedBuffer {
+ public:
+  static constexpr std::size_t kAlignment = 64;
+
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(std::size_t count);  // uninitialised floats; throws std::bad_alloc
+  ~AlignedBuffer();
+  AlignedBuffer(AlignedBuffer&& other) noexcept;
+  AlignedBuffer& operator=(AlignedBuffer&& other) noexcept;
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+
+  float* data() { return data_; }
+  const float* data() const { return data_; }
+  std::size_t size() const { return size_; }
+
+  // Grows (never shrinks) to at least `count` floats; contents are not kept.
+  void reserve_discard(std::size_t count);
+
+ private:
+  float* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+}  // namespace pt

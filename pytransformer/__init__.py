@@ -1,0 +1,52 @@
+"""pytransformer: fast, embeddable CPU inference for Transformer models.
+
+C++ kernels (OpenMP threads + SIMD, chosen at import from the CPU's features)
+behind a numpy API. See ``pytransformer.ops`` for the functional ops.
+"""
+
+from __future__ import annotations
+
+import warnings as _warnings
+
+from . import _core
+from . import ops
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "ops", "runtime_info", "set_num_threads", "get_num_threads"]
+
+_isa_warning = _core._isa_request_warning()
+if _isa_warning:
+    _warnings.warn(_isa_warning, RuntimeWarning, stacklevel=2)
+
+
+def runtime_info() -> dict:
+    """What this process runs with.
+
+    Returns a dict with ``version``, ``isa`` (the kernel set in use: ``"avx512"``,
+    ``"avx2"`` or ``"generic"``), ``isa_available`` (every set this CPU and build can
+    run), ``openmp`` (built with OpenMP), ``num_threads`` and ``physical_cores``.
+    """
+    info = {"version": __version__}
+    info.update(_core._runtime_info())
+    return info
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads every op and model call uses (n >= 1).
+
+    The default is the number of physical cores, or ``PYTRANSFORMER_NUM_THREADS`` /
+    ``OMP_NUM_THREADS`` when set. Results are bitwise identical for any count.
+    Without OpenMP the library stays single-threaded.
+    """
+    if isinstance(n, bool) or not hasattr(n, "__index__"):
+        raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
+    n = n.__index__()
+    if n < 1:
+        raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The number of threads ops and models use."""
+    return _core.get_num_threads()

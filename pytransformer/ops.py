@@ -1,0 +1,42 @@
+"""Functional ops: float32 numpy arrays in, new float32 numpy arrays out.
+
+Every op accepts float32 arrays of any memory layout: C-contiguous native-order
+input is read in place; anything else (a transposed or sliced view, big-endian
+data) is first copied into a contiguous array. Other dtypes raise ``TypeError``
+(convert with ``x.astype(numpy.float32)``); wrong ranks or mismatched shapes raise
+``ValueError`` naming the argument and the shape expected. NaN and inf propagate
+as in numpy. The GIL is released while a kernel runs, so ops may be called from
+several Python threads at once.
+
+============================  ==================================================
+``linear(x, weight, ...)``    ``activation(x @ weight.T + bias)``, torch layout
+``softmax(x)``                over the last axis
+``layer_norm(x, w, b, ...)``  LayerNorm of ``x + residual`` over the last axis
+``relu(x)``, ``gelu(x)``      element-wise (gelu: exact erf form)
+``attention(q, k, v, ...)``   scaled dot-product attention, [B, H, L, D]
+``multi_head_attention(...)`` ``nn.MultiheadAttention`` weights, batch-first
+``positional_encoding(L, d)`` the paper's sinusoids
+============================  ==================================================
+"""
+
+from ._core.ops import (  # noqa: F401  (re-exported; documented in _core.pyi)
+    attention,
+    gelu,
+    layer_norm,
+    linear,
+    multi_head_attention,
+    positional_encoding,
+    relu,
+    softmax,
+)
+
+__all__ = [
+    "linear",
+    "softmax",
+    "layer_norm",
+    "relu",
+    "gelu",
+    "attention",
+    "multi_head_attention",
+    "positional_encoding",
+]
