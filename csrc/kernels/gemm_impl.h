@@ -25,6 +25,8 @@ constexpr int kGemmNR = kGemmNV * Vec::W;
 // ---------------------------------------------------------------------------
 
 // dst[k*ldd + r] = src[r*lds + k] for r < rows, k < cols, and 0 for rows <= r < ldd.
+// k outer: the (at most ldd) source rows advance together, 8 columns at a time, so
+// the stores fill whole destination lines (measured faster than row-group-outer).
 static void pack_transposed(const float* src, int64_t lds, int rows, int64_t cols, float* dst, int ldd) {
   int64_t k = 0;
   for (; k + 8 <= cols; k += 8) {
@@ -211,8 +213,11 @@ static AlignedBuffer& gemm_scratch_w() {
   return buf;
 }
 
+// Scratch above this many floats (32 MiB) is freed after the call rather than kept.
+constexpr size_t kGemmScratchKeep = size_t{1} << 23;
+
 // Packs x (and W when `w` is given) inside one parallel region, then computes.
-static void gemm_run(const float* x, int64_t M, int64_t K, const float* w, const float* wp, int64_t N,
+static void gemm_run_impl(const float* x, int64_t M, int64_t K, const float* w, const float* wp, int64_t N,
                      const float* bias, Activation act, float* y) {
   if (M == 0 || N == 0) return;
   if (K == 0) {
@@ -268,6 +273,13 @@ static void gemm_run(const float* x, int64_t M, int64_t K, const float* w, const
   gemm_compute_block(xp, M, K, wp, N, bias, act, y, 0, row_tiles, 0, panels);
 }
 
+static void gemm_run(const float* x, int64_t M, int64_t K, const float* w, const float* wp, int64_t N,
+                     const float* bias, Activation act, float* y) {
+  gemm_run_impl(x, M, K, w, wp, N, bias, act, y);
+  if (gemm_scratch_x().size() > kGemmScratchKeep) gemm_scratch_x().release();
+  if (gemm_scratch_w().size() > kGemmScratchKeep) gemm_scratch_w().release();
+}
+
 static void linear_packed(const float* x, int64_t M, int64_t K, const float* packed, int64_t N, const float* bias,
                           Activation act, float* y) {
   gemm_run(x, M, K, nullptr, packed, N, bias, act, y);
@@ -276,7 +288,8 @@ static void linear_packed(const float* x, int64_t M, int64_t K, const float* pac
 // ---------------------------------------------------------------------------
 // Few rows, unpacked W: the decode case. Memory-bound on W, so W is streamed once,
 // straight from its [N,K] layout (no packing pass), as dot products along K:
-// kSkinnyMB rows of x against kSkinnyNB rows of W per register block.
+// up to kSkinnyMB rows of x against kSkinnyNB(rows) rows of W per register block.
+// Each output is its own chain over k: blocking never changes a result.
 // ---------------------------------------------------------------------------
 
 template <int MB, int NB>
@@ -309,32 +322,32 @@ static void skinny_block(const float* x, int64_t K, const float* w, float* y, in
 
 using SkinnyFn = void (*)(const float*, int64_t, const float*, float*, int64_t);
 
-template <int MB>
-static SkinnyFn skinny_for_cols(int nb) {
-  static constexpr SkinnyFn fns[4] = {&skinny_block<MB, 1>, &skinny_block<MB, 2>, &skinny_block<MB, 3>,
-                                      &skinny_block<MB, 4>};
+// skinny_block<mb, nb> for 1 <= mb <= kSkinnyMB and 1 <= nb <= kSkinnyNB(mb).
+template <int MB, int... J>
+static SkinnyFn skinny_pick(int nb, std::integer_sequence<int, J...>) {
+  static constexpr SkinnyFn fns[] = {&skinny_block<MB, J + 1>...};
   return fns[nb - 1];
 }
 
+template <int MB = 1>
 static SkinnyFn skinny_for(int mb, int nb) {
-  static_assert(kSkinnyNB <= 4 && kSkinnyMB <= 4, "skinny blocks are at most 4x4");
-  switch (mb) {
-    case 1: return skinny_for_cols<1>(nb);
-    case 2: return skinny_for_cols<std::min(2, kSkinnyMB)>(nb);
-    case 3: return skinny_for_cols<std::min(3, kSkinnyMB)>(nb);
-    default: return skinny_for_cols<kSkinnyMB>(nb);
+  if constexpr (MB < kSkinnyMB) {
+    if (mb != MB) return skinny_for<MB + 1>(mb, nb);
   }
+  return skinny_pick<MB>(nb, std::make_integer_sequence<int, kSkinnyNB(MB)>{});
 }
 
 static void linear_skinny(const float* x, int64_t M, int64_t K, const float* w, int64_t N, const float* bias,
                           Activation act, float* y) {
-  const int64_t groups = ceil_div(N, kSkinnyNB);
+  constexpr int kGroup = kSkinnyNB(1);  // W rows per unit of work (the widest block)
+  const int64_t groups = ceil_div(N, kGroup);
   parallel_for(groups, threads_for(M * N * K, 1 << 16), [&](int64_t g0, int64_t g1) {
-    const int64_t n_begin = g0 * kSkinnyNB, n_end = std::min<int64_t>(N, g1 * kSkinnyNB);
-    for (int64_t n = n_begin; n < n_end; n += kSkinnyNB) {
-      const int nb = static_cast<int>(std::min<int64_t>(kSkinnyNB, n_end - n));
-      for (int64_t m = 0; m < M; m += kSkinnyMB) {
-        const int mb = static_cast<int>(std::min<int64_t>(kSkinnyMB, M - m));
+    const int64_t n_begin = g0 * kGroup, n_end = std::min<int64_t>(N, g1 * kGroup);
+    for (int64_t m = 0; m < M; m += kSkinnyMB) {
+      const int mb = static_cast<int>(std::min<int64_t>(kSkinnyMB, M - m));
+      const int nb_max = kSkinnyNB(mb);
+      for (int64_t n = n_begin; n < n_end; n += nb_max) {
+        const int nb = static_cast<int>(std::min<int64_t>(nb_max, n_end - n));
         skinny_for(mb, nb)(x + m * K, K, w + n * K, y + m * N + n, N);
       }
     }

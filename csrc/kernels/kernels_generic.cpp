@@ -21,7 +21,8 @@ constexpr int kGemmMR = 4;
 constexpr int kGemmNV = 2;
 constexpr int64_t kGemmKC = 256;
 constexpr int64_t kGemmNCPanels = 64;
-constexpr int kSkinnyMB = 2, kSkinnyNB = 4;
+constexpr int kSkinnyMB = 2;
+constexpr int kSkinnyNB(int /*mb*/) { return 4; }  // W rows per block
 constexpr int64_t kSkinnyMaxRows = 16;
 constexpr int kAttnBq = 32, kAttnRB = 2;
 

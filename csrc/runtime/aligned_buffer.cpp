@@ -34,6 +34,12 @@ AlignedBuffer& AlignedBuffer::operator=(AlignedBuffer&& other) noexcept {
   return *this;
 }
 
+void AlignedBuffer::release() {
+  std::free(data_);
+  data_ = nullptr;
+  size_ = 0;
+}
+
 void AlignedBuffer::reserve_discard(std::size_t count) {
   if (count <= size_) return;
   float* p = allocate(count);

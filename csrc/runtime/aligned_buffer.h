@@ -26,6 +26,8 @@ class AlignedBuffer {
 
   // Grows (never shrinks) to at least `count` floats; contents are not kept.
   void reserve_discard(std::size_t count);
+  // Frees the memory.
+  void release();
 
  private:
   float* data_ = nullptr;
