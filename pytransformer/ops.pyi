@@ -1,0 +1,26 @@
+"""Type stubs for pytransformer.ops (the functions of the compiled pytransformer._core.ops)."""
+
+from typing import Literal, Optional
+
+import numpy as np
+import numpy.typing as npt
+
+F32 = npt.NDArray[np.float32]
+
+def linear(x: F32, weight: F32, bias: Optional[F32] = None,
+           activation: Optional[Literal["relu", "gelu"]] = None) -> F32: ...
+def softmax(x: F32) -> F32: ...
+def layer_norm(x: F32, weight: Optional[F32], bias: Optional[F32], eps: float = 1e-5,
+               residual: Optional[F32] = None) -> F32: ...
+def relu(x: F32) -> F32: ...
+def gelu(x: F32) -> F32: ...
+def attention(q: F32, k: F32, v: F32, *, key_padding_mask: Optional[npt.NDArray[np.bool_]] = None,
+              causal: bool = False, scale: Optional[float] = None) -> F32: ...
+def multi_head_attention(query: F32, key: F32, value: F32, in_proj_weight: F32,
+                         in_proj_bias: Optional[F32], out_proj_weight: F32,
+                         out_proj_bias: Optional[F32], num_heads: int, *,
+                         key_padding_mask: Optional[npt.NDArray[np.bool_]] = None,
+                         causal: bool = False) -> F32: ...
+def positional_encoding(length: int, d_model: int) -> F32: ...
+
+__all__: list[str]
