@@ -13,6 +13,7 @@ namespace py = pybind11;
 
 namespace pt::bindings {
 void bind_ops(py::module_& m);
+void bind_model(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -37,4 +38,5 @@ PYBIND11_MODULE(_core, m) {
 
   py::module_ ops = m.def_submodule("ops", "functional ops");
   pt::bindings::bind_ops(ops);
+  pt::bindings::bind_model(m);
 }

@@ -88,10 +88,11 @@ static inline Vec::F apply_activation(Vec::F v, Activation act) {
 
 // y tile [MR, n_valid] (row stride ldy) over kc steps: a = packed x tile (stride
 // kGemmMR per k), b = packed W panel (stride kGemmNR per k). `first`: start from 0,
-// else from y; `last`: add bias, apply activation.
+// else from y; `last`: add bias, apply activation, add the residual (row stride ldy).
 template <int MR>
 static void gemm_tile(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict y,
-                      int64_t ldy, int n_valid, bool first, bool last, const float* bias, Activation act) {
+                      int64_t ldy, int n_valid, bool first, bool last, const float* bias, Activation act,
+                      const float* __restrict residual) {
   using V = Vec;
   typename V::F acc[MR][kGemmNV];
   const bool full = n_valid == kGemmNR;
@@ -118,6 +119,13 @@ static void gemm_tile(int64_t kc, const float* __restrict a, const float* __rest
     for (int m = 0; m < MR; ++m)
       for (int v = 0; v < kGemmNV; ++v) acc[m][v] = apply_activation(V::add(acc[m][v], bb[v]), act);
   }
+  if (last && residual) {
+    for (int m = 0; m < MR; ++m)
+      for (int v = 0; v < kGemmNV; ++v) {
+        const float* r = residual + m * ldy + v * V::W;
+        acc[m][v] = V::add(full ? V::load(r) : V::load_n(r, n_valid - v * V::W), acc[m][v]);
+      }
+  }
   for (int m = 0; m < MR; ++m)
     for (int v = 0; v < kGemmNV; ++v) {
       if (full)
@@ -128,7 +136,7 @@ static void gemm_tile(int64_t kc, const float* __restrict a, const float* __rest
 }
 
 using GemmTileFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, bool, bool, const float*,
-                            Activation);
+                            Activation, const float*);
 
 template <int... I>
 struct GemmTileTable {
@@ -168,8 +176,8 @@ static void gemm_thread_grid(int nthreads, int64_t row_tiles, int64_t panels, in
 
 // y tiles [t_begin, t_end) x panels [p_begin, p_end) from packed x and packed W.
 static void gemm_compute_block(const float* xp, int64_t M, int64_t K, const float* wp, int64_t N, const float* bias,
-                               Activation act, float* y, int64_t t_begin, int64_t t_end, int64_t p_begin,
-                               int64_t p_end) {
+                               Activation act, const float* residual, float* y, int64_t t_begin, int64_t t_end,
+                               int64_t p_begin, int64_t p_end) {
   for (int64_t pc0 = p_begin; pc0 < p_end; pc0 += kGemmNCPanels) {
     const int64_t pc1 = std::min<int64_t>(p_end, pc0 + kGemmNCPanels);
     for (int64_t k0 = 0; k0 < K; k0 += kGemmKC) {
@@ -184,21 +192,23 @@ static void gemm_compute_block(const float* xp, int64_t M, int64_t K, const floa
           const int64_t n0 = p * kGemmNR;
           const int n_valid = static_cast<int>(std::min<int64_t>(kGemmNR, N - n0));
           tile(kc, a, wp + p * K * kGemmNR + k0 * kGemmNR, y + m0 * N + n0, N, n_valid, first, last,
-               bias ? bias + n0 : nullptr, act);
+               bias ? bias + n0 : nullptr, act, residual ? residual + m0 * N + n0 : nullptr);
         }
       }
     }
   }
 }
 
-// When K == 0 the product is empty: y = act(bias) (or act(0)).
-static void gemm_fill_epilogue(int64_t M, int64_t N, const float* bias, Activation act, float* y) {
+// When K == 0 the product is empty: y = residual + act(bias) (or act(0)).
+static void gemm_fill_epilogue(int64_t M, int64_t N, const float* bias, Activation act, const float* residual,
+                               float* y) {
   for (int64_t m = 0; m < M; ++m) {
     int64_t n = 0;
     for (; n < N; n += Vec::W) {
       const int cnt = static_cast<int>(std::min<int64_t>(Vec::W, N - n));
-      Vec::F v = bias ? Vec::load_n(bias + n, cnt) : Vec::zero();
-      Vec::store_n(y + m * N + n, apply_activation(v, act), cnt);
+      Vec::F v = apply_activation(bias ? Vec::load_n(bias + n, cnt) : Vec::zero(), act);
+      if (residual) v = Vec::add(Vec::load_n(residual + m * N + n, cnt), v);
+      Vec::store_n(y + m * N + n, v, cnt);
     }
   }
 }
@@ -218,10 +228,10 @@ constexpr size_t kGemmScratchKeep = size_t{1} << 23;
 
 // Packs x (and W when `w` is given) inside one parallel region, then computes.
 static void gemm_run_impl(const float* x, int64_t M, int64_t K, const float* w, const float* wp, int64_t N,
-                     const float* bias, Activation act, float* y) {
+                          const float* bias, Activation act, const float* residual, float* y) {
   if (M == 0 || N == 0) return;
   if (K == 0) {
-    gemm_fill_epilogue(M, N, bias, act, y);
+    gemm_fill_epilogue(M, N, bias, act, residual, y);
     return;
   }
   const int64_t row_tiles = ceil_div(M, kGemmMR), panels = ceil_div(N, kGemmNR);
@@ -250,7 +260,7 @@ static void gemm_run_impl(const float* x, int64_t M, int64_t K, const float* w, 
   };
   auto compute = [&](int tid) {
     const int im = tid / tn, in = tid % tn;
-    gemm_compute_block(xp, M, K, wp, N, bias, act, y, row_tiles * im / tm, row_tiles * (im + 1) / tm,
+    gemm_compute_block(xp, M, K, wp, N, bias, act, residual, y, row_tiles * im / tm, row_tiles * (im + 1) / tm,
                        panels * in / tn, panels * (in + 1) / tn);
   };
 #ifdef _OPENMP
@@ -263,26 +273,26 @@ static void gemm_run_impl(const float* x, int64_t M, int64_t K, const float* w, 
       if (nt == nthreads) {
         compute(tid);
       } else if (tid == 0) {  // the runtime gave us fewer threads: one thread does all
-        gemm_compute_block(xp, M, K, wp, N, bias, act, y, 0, row_tiles, 0, panels);
+        gemm_compute_block(xp, M, K, wp, N, bias, act, residual, y, 0, row_tiles, 0, panels);
       }
     }
     return;
   }
 #endif
   body(0, 1);
-  gemm_compute_block(xp, M, K, wp, N, bias, act, y, 0, row_tiles, 0, panels);
+  gemm_compute_block(xp, M, K, wp, N, bias, act, residual, y, 0, row_tiles, 0, panels);
 }
 
 static void gemm_run(const float* x, int64_t M, int64_t K, const float* w, const float* wp, int64_t N,
-                     const float* bias, Activation act, float* y) {
-  gemm_run_impl(x, M, K, w, wp, N, bias, act, y);
+                     const float* bias, Activation act, const float* residual, float* y) {
+  gemm_run_impl(x, M, K, w, wp, N, bias, act, residual, y);
   if (gemm_scratch_x().size() > kGemmScratchKeep) gemm_scratch_x().release();
   if (gemm_scratch_w().size() > kGemmScratchKeep) gemm_scratch_w().release();
 }
 
 static void linear_packed(const float* x, int64_t M, int64_t K, const float* packed, int64_t N, const float* bias,
-                          Activation act, float* y) {
-  gemm_run(x, M, K, nullptr, packed, N, bias, act, y);
+                          Activation act, const float* residual, float* y) {
+  gemm_run(x, M, K, nullptr, packed, N, bias, act, residual, y);
 }
 
 // ---------------------------------------------------------------------------
@@ -371,5 +381,5 @@ static void linear(const float* x, int64_t M, int64_t K, const float* w, int64_t
     linear_skinny(x, M, K, w, N, bias, act, y);
     return;
   }
-  gemm_run(x, M, K, w, nullptr, N, bias, act, y);
+  gemm_run(x, M, K, w, nullptr, N, bias, act, nullptr, y);
 }

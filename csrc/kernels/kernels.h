@@ -31,9 +31,11 @@ struct KernelTable {
   int64_t (*gemm_packed_size)(int64_t N, int64_t K);
   // w [N,K] -> packed [gemm_packed_size(N, K)]
   void (*gemm_pack)(const float* w, int64_t N, int64_t K, float* packed);
-  // x [M,K], packed from gemm_pack, bias [N] or null, y [M,N]
+  // x [M,K], packed from gemm_pack, bias [N] or null, y [M,N]. With a residual
+  // [M,N] (or null): y = residual + act(x W^T + bias), the residual add of a
+  // Transformer sub-layer fused into the write-back. residual must not alias y.
   void (*linear_packed)(const float* x, int64_t M, int64_t K, const float* packed, int64_t N,
-                        const float* bias, Activation act, float* y);
+                        const float* bias, Activation act, const float* residual, float* y);
   // Same result shape from an unpacked W [N,K]: packs per call, or for few rows
   // (the decode case) streams W once with a dot-product kernel.
   void (*linear)(const float* x, int64_t M, int64_t K, const float* w, int64_t N, const float* bias,
@@ -45,6 +47,12 @@ struct KernelTable {
   // weight, bias [n] (either may be null: 1 / 0).
   void (*layer_norm)(const float* x, const float* residual, const float* weight, const float* bias,
                      float eps, float* y, int64_t rows, int64_t n);
+
+  // out[r] = table[ids[r]] * scale + positions[first_position + r % seq_len] for
+  // r < rows; table [V,E], positions [>= first_position + seq_len, E] or null (no
+  // positions), out [rows,E]. ids must be in range (callers check).
+  void (*embed)(const float* table, int64_t E, const int32_t* ids, int64_t rows, int64_t seq_len,
+                int64_t first_position, float scale, const float* positions, float* out);
 
   // --- Element-wise: x, y [n]; y may alias x ---------------------------------------
   void (*relu)(const float* x, float* y, int64_t n);

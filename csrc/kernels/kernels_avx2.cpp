@@ -44,6 +44,7 @@ const KernelTable& table_avx2() {
       &avx2::linear,
       &avx2::softmax,
       &avx2::layer_norm,
+      &avx2::embed,
       &avx2::relu_op,
       &avx2::gelu_op,
       &avx2::attention,

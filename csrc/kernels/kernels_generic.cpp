@@ -43,6 +43,7 @@ const KernelTable& table_generic() {
       &generic::linear,
       &generic::softmax,
       &generic::layer_norm,
+      &generic::embed,
       &generic::relu_op,
       &generic::gelu_op,
       &generic::attention,

@@ -1,0 +1,150 @@
+// pytransformer._core.TransformerModel: the C++ model behind pytransformer.Transformer.
+// The Python class validates and converts arguments with friendly messages; the
+// checks repeated here only keep direct callers of _core from reading out of bounds.
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <string>
+
+#include "bindings/arrays.h"
+#include "model/transformer.h"
+
+namespace pt::bindings {
+
+namespace {
+
+using IntArray = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+
+template <class T>
+T get(const py::dict& d, const char* key) {
+  if (!d.contains(key)) throw py::value_error(std::string("config is missing '") + key + "'");
+  return d[key].cast<T>();
+}
+
+model::TransformerConfig config_from_dict(const py::dict& d) {
+  model::TransformerConfig c;
+  c.d_model = get<int64_t>(d, "d_model");
+  c.nhead = get<int64_t>(d, "nhead");
+  c.num_encoder_layers = get<int64_t>(d, "num_encoder_layers");
+  c.num_decoder_layers = get<int64_t>(d, "num_decoder_layers");
+  c.dim_feedforward = get<int64_t>(d, "dim_feedforward");
+  const auto act = get<std::string>(d, "activation");
+  if (act == "relu")
+    c.activation = kernels::Activation::kRelu;
+  else if (act == "gelu")
+    c.activation = kernels::Activation::kGelu;
+  else
+    throw py::value_error("unsupported activation '" + act + "'");
+  c.norm_first = get<bool>(d, "norm_first");
+  c.layer_norm_eps = get<float>(d, "layer_norm_eps");
+  c.final_norm = get<bool>(d, "final_norm");
+  c.embedding_scale = get<float>(d, "embedding_scale");
+  c.src_vocab_size = get<int64_t>(d, "src_vocab_size");
+  c.tgt_vocab_size = get<int64_t>(d, "tgt_vocab_size");
+  c.share_embeddings = get<bool>(d, "share_embeddings");
+  c.tie_output = get<bool>(d, "tie_output");
+  c.output_bias = get<bool>(d, "output_bias");
+  c.max_length = get<int64_t>(d, "max_length");
+  if (c.d_model < 1 || c.nhead < 1 || c.d_model % c.nhead || c.dim_feedforward < 1 || c.num_encoder_layers < 0 ||
+      c.num_decoder_layers < 0 || c.src_vocab_size < 1 || c.tgt_vocab_size < 1 || c.max_length < 1)
+    throw py::value_error("invalid model sizes in config");
+  if (c.share_embeddings && c.src_vocab_size != c.tgt_vocab_size)
+    throw py::value_error("share_embeddings needs src_vocab_size == tgt_vocab_size");
+  return c;
+}
+
+IntArray int_array(py::handle obj, const char* name, int ndim) {
+  auto a = IntArray::ensure(obj);
+  if (!a) throw py::type_error(std::string(name) + " must be an int32 array");
+  if (a.ndim() != ndim)
+    throw py::value_error(std::string(name) + " must have " + std::to_string(ndim) + " dimensions, got shape " +
+                          shape_str(a));
+  return a;
+}
+
+void check_ids(const IntArray& ids, int64_t vocab, const char* name) {
+  const int32_t* p = ids.data();
+  for (py::ssize_t i = 0; i < ids.size(); ++i)
+    if (p[i] < 0 || p[i] >= vocab)
+      throw py::value_error(std::string(name) + " contains id " + std::to_string(p[i]) + ", outside [0, " +
+                            std::to_string(vocab) + ")");
+}
+
+std::optional<IntArray> lengths_array(py::handle obj, int64_t B, int64_t S) {
+  if (obj.is_none()) return std::nullopt;
+  IntArray l = int_array(obj, "src_lengths", 1);
+  if (l.shape(0) != B) throw py::value_error("src_lengths must have shape (" + std::to_string(B) + ",)");
+  for (int64_t b = 0; b < B; ++b)
+    if (l.data()[b] < 0 || l.data()[b] > S)
+      throw py::value_error("src_lengths[" + std::to_string(b) + "] = " + std::to_string(l.data()[b]) +
+                            " is outside [0, " + std::to_string(S) + "]");
+  return l;
+}
+
+class PyTransformer {
+ public:
+  PyTransformer(const py::dict& config, const py::dict& weights) {
+    const model::TransformerConfig cfg = config_from_dict(config);
+    model::WeightMap map;
+    std::vector<FloatArray> keep;  // contiguous float32 views, alive during the load
+    keep.reserve(weights.size());
+    for (auto item : weights) {
+      const std::string name = item.first.cast<std::string>();
+      keep.push_back(float_array(item.second, "Transformer", name.c_str()));
+      const FloatArray& a = keep.back();
+      map[name] = model::WeightView{a.data(), std::vector<int64_t>(a.shape(), a.shape() + a.ndim())};
+    }
+    py::gil_scoped_release release;
+    model_ = std::make_unique<model::Transformer>(cfg, map);
+  }
+
+  py::array_t<float> encode(py::handle ids_obj, py::handle lengths_obj) const {
+    const auto& c = model_->config();
+    IntArray ids = int_array(ids_obj, "src_ids", 2);
+    const int64_t B = ids.shape(0), S = ids.shape(1);
+    if (S > c.max_length) throw py::value_error("source length exceeds max_length");
+    check_ids(ids, c.src_vocab_size, "src_ids");
+    auto lengths = lengths_array(lengths_obj, B, S);
+    py::array_t<float> memory = new_float_array({B, S, c.d_model});
+    {
+      py::gil_scoped_release release;
+      model_->encode(ids.data(), B, S, lengths ? lengths->data() : nullptr, memory.mutable_data());
+    }
+    return memory;
+  }
+
+  py::array_t<float> decode(py::handle ids_obj, py::handle memory_obj, py::handle lengths_obj) const {
+    const auto& c = model_->config();
+    IntArray ids = int_array(ids_obj, "tgt_ids", 2);
+    const int64_t B = ids.shape(0), T = ids.shape(1);
+    if (T > c.max_length) throw py::value_error("target length exceeds max_length");
+    check_ids(ids, c.tgt_vocab_size, "tgt_ids");
+    FloatArray memory = float_array(memory_obj, "decode", "memory", 3);
+    const int64_t S = memory.shape(1);
+    check_shape(memory, "decode", "memory", {B, -1, c.d_model},
+                "[" + std::to_string(B) + ", S, " + std::to_string(c.d_model) + "]");
+    auto lengths = lengths_array(lengths_obj, B, S);
+    py::array_t<float> logits = new_float_array({B, T, c.tgt_vocab_size});
+    {
+      py::gil_scoped_release release;
+      model_->decode(ids.data(), B, T, memory.data(), S, lengths ? lengths->data() : nullptr,
+                     logits.mutable_data());
+    }
+    return logits;
+  }
+
+ private:
+  std::unique_ptr<model::Transformer> model_;
+};
+
+}  // namespace
+
+void bind_model(py::module_& m) {
+  using namespace pybind11::literals;
+  py::class_<PyTransformer>(m, "TransformerModel", "The C++ Transformer; use pytransformer.Transformer.")
+      .def(py::init<const py::dict&, const py::dict&>(), "config"_a, "weights"_a)
+      .def("encode", &PyTransformer::encode, "src_ids"_a, "src_lengths"_a = py::none())
+      .def("decode", &PyTransformer::decode, "tgt_ids"_a, "memory"_a, "src_lengths"_a = py::none());
+}
+
+}  // namespace pt::bindings

@@ -1,0 +1,54 @@
+#include "model/layers.h"
+
+#include <cstring>
+#include <sstream>
+#include <stdexcept>
+
+namespace pt::model {
+
+namespace {
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::ostringstream o;
+  o << "(";
+  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
+  if (s.size() == 1) o << ",";
+  o << ")";
+  return o.str();
+}
+}  // namespace
+
+const float* require_weight(const WeightMap& weights, const std::string& name, const std::vector<int64_t>& shape) {
+  auto it = weights.find(name);
+  if (it == weights.end()) throw std::invalid_argument("missing weight '" + name + "'");
+  if (it->second.shape != shape)
+    throw std::invalid_argument("weight '" + name + "' has shape " + shape_str(it->second.shape) + ", expected " +
+                                shape_str(shape));
+  return it->second.data;
+}
+
+AlignedBuffer copy_aligned(const float* src, int64_t count) {
+  AlignedBuffer b(static_cast<size_t>(count));
+  if (count > 0) std::memcpy(b.data(), src, static_cast<size_t>(count) * sizeof(float));
+  return b;
+}
+
+Linear::Linear(const kernels::KernelTable& kt, const float* weight, const float* bias, int64_t out, int64_t in)
+    : in_(in), out_(out), packed_(static_cast<size_t>(kt.gemm_packed_size(out, in))), has_bias_(bias != nullptr) {
+  kt.gemm_pack(weight, out, in, packed_.data());
+  if (bias) bias_ = copy_aligned(bias, out);
+}
+
+void Linear::forward(const kernels::KernelTable& kt, const float* x, int64_t M, float* y, kernels::Activation act,
+                     const float* residual) const {
+  kt.linear_packed(x, M, in_, packed_.data(), out_, has_bias_ ? bias_.data() : nullptr, act, residual, y);
+}
+
+LayerNorm::LayerNorm(const float* weight, const float* bias, int64_t n, float eps)
+    : n_(n), eps_(eps), weight_(copy_aligned(weight, n)), bias_(copy_aligned(bias, n)) {}
+
+void LayerNorm::forward(const kernels::KernelTable& kt, const float* x, const float* residual, float* y,
+                        int64_t rows) const {
+  kt.layer_norm(x, residual, weight_.data(), bias_.data(), eps_, y, rows, n_);
+}
+
+}  // namespace pt::model

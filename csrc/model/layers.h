@@ -1,0 +1,60 @@
+// Building blocks of the model: weights copied once into aligned buffers, GEMM
+// weights packed for the kernel set the model was loaded under.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "runtime/aligned_buffer.h"
+
+namespace pt::model {
+
+// A weight handed over by the caller: borrowed for the duration of the load.
+struct WeightView {
+  const float* data = nullptr;
+  std::vector<int64_t> shape;
+};
+using WeightMap = std::unordered_map<std::string, WeightView>;
+
+// The named weight with exactly this shape; throws std::invalid_argument otherwise.
+const float* require_weight(const WeightMap& weights, const std::string& name, const std::vector<int64_t>& shape);
+
+// y [M,out] = act(x [M,in] @ W^T + b) (+ residual [M,out]); W stored [out,in] as nn.Linear.
+class Linear {
+ public:
+  Linear() = default;
+  // weight [out, in] (rows [row_begin, row_begin + out) of a larger matrix allowed
+  // through `weight` already offset), bias [out] or null.
+  Linear(const kernels::KernelTable& kt, const float* weight, const float* bias, int64_t out, int64_t in);
+  void forward(const kernels::KernelTable& kt, const float* x, int64_t M, float* y,
+               kernels::Activation act = kernels::Activation::kNone, const float* residual = nullptr) const;
+  int64_t in_features() const { return in_; }
+  int64_t out_features() const { return out_; }
+
+ private:
+  int64_t in_ = 0, out_ = 0;
+  AlignedBuffer packed_;
+  AlignedBuffer bias_;
+  bool has_bias_ = false;
+};
+
+// y = LN(x + residual) * weight + bias over rows of n.
+class LayerNorm {
+ public:
+  LayerNorm() = default;
+  LayerNorm(const float* weight, const float* bias, int64_t n, float eps);
+  void forward(const kernels::KernelTable& kt, const float* x, const float* residual, float* y, int64_t rows) const;
+
+ private:
+  int64_t n_ = 0;
+  float eps_ = 1e-5f;
+  AlignedBuffer weight_, bias_;
+};
+
+// Copy of `count` floats into a new aligned buffer.
+AlignedBuffer copy_aligned(const float* src, int64_t count);
+
+}  // namespace pt::model

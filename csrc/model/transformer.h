@@ -1,0 +1,96 @@
+// The encoder-decoder Transformer of "Attention Is All You Need": embeddings +
+// sinusoidal positions, N encoder layers (self-attention, FFN), N decoder layers
+// (masked self-attention, encoder-decoder attention, FFN), residual + LayerNorm
+// (post-LN as in the paper, or pre-LN), and the output projection.
+//
+// Weights use torch.nn.Transformer's state_dict names. A Transformer is immutable
+// after construction: encode/decode allocate their own workspaces and may run
+// from several threads at once.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "model/layers.h"
+
+namespace pt::model {
+
+struct TransformerConfig {
+  int64_t d_model = 512;
+  int64_t nhead = 8;
+  int64_t num_encoder_layers = 6;
+  int64_t num_decoder_layers = 6;
+  int64_t dim_feedforward = 2048;
+  kernels::Activation activation = kernels::Activation::kRelu;
+  bool norm_first = false;   // false: post-LN (the paper); true: pre-LN
+  float layer_norm_eps = 1e-5f;
+  bool final_norm = true;    // encoder.norm / decoder.norm after the stacks
+  float embedding_scale = 0; // factor applied to embeddings (sqrt(d_model) in the paper)
+  int64_t src_vocab_size = 32000;
+  int64_t tgt_vocab_size = 32000;
+  bool share_embeddings = false;  // one table: src_embed.weight
+  bool tie_output = false;        // generator.weight = target embedding table
+  bool output_bias = true;        // generator.bias present
+  int64_t max_length = 1024;      // positions available
+};
+
+// Self-attention with the three projections fused: in_proj [3E, E] is one GEMM.
+struct SelfAttentionWeights {
+  Linear qkv, out;
+};
+
+// Encoder-decoder attention: Q from the decoder, K and V (fused) from the memory.
+struct CrossAttentionWeights {
+  Linear q, kv, out;
+};
+
+struct FeedForwardWeights {
+  Linear linear1, linear2;
+};
+
+struct EncoderLayerWeights {
+  SelfAttentionWeights self_attn;
+  FeedForwardWeights ffn;
+  LayerNorm norm1, norm2;
+};
+
+struct DecoderLayerWeights {
+  SelfAttentionWeights self_attn;
+  CrossAttentionWeights cross_attn;
+  FeedForwardWeights ffn;
+  LayerNorm norm1, norm2, norm3;
+};
+
+class Transformer {
+ public:
+  // Copies and packs every weight; throws std::invalid_argument naming a missing or
+  // misshaped weight. Kernels are those active now (kept for the model's lifetime).
+  Transformer(const TransformerConfig& config, const WeightMap& weights);
+
+  const TransformerConfig& config() const { return cfg_; }
+
+  // src_ids [B,S] (ids < src_vocab_size), src_lengths [B] (<= S) or null (all S)
+  // -> memory [B,S,d_model]. Positions past a row's length are padding: masked out
+  // as keys; their own outputs are unspecified.
+  void encode(const int32_t* src_ids, int64_t B, int64_t S, const int32_t* src_lengths, float* memory) const;
+
+  // Teacher forcing: tgt_ids [B,T] (causal), memory [B,S,d_model] from encode,
+  // src_lengths [B] or null -> logits [B,T,tgt_vocab_size].
+  void decode(const int32_t* tgt_ids, int64_t B, int64_t T, const float* memory, int64_t S,
+              const int32_t* src_lengths, float* logits) const;
+
+ private:
+  void build_padding_mask(const int32_t* lengths, int64_t B, int64_t S, std::vector<uint8_t>* mask) const;
+
+  const kernels::KernelTable& kt_;
+  TransformerConfig cfg_;
+  AlignedBuffer src_embed_, tgt_embed_;  // tgt_embed_ empty when shared
+  AlignedBuffer positions_;              // [max_length, d_model]
+  std::vector<EncoderLayerWeights> encoder_;
+  std::vector<DecoderLayerWeights> decoder_;
+  LayerNorm encoder_norm_, decoder_norm_;
+  Linear generator_;
+};
+
+}  // namespace pt::model
