@@ -10,10 +10,22 @@ import warnings as _warnings
 
 from . import _core
 from . import ops
+from .config import TransformerConfig
+from .model import Transformer
+from .weights import WeightsError
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "ops", "runtime_info", "set_num_threads", "get_num_threads"]
+__all__ = [
+    "__version__",
+    "ops",
+    "runtime_info",
+    "set_num_threads",
+    "get_num_threads",
+    "Transformer",
+    "TransformerConfig",
+    "WeightsError",
+]
 
 _isa_warning = _core._isa_request_warning()
 if _isa_warning:

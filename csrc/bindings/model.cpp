@@ -98,6 +98,16 @@ class PyTransformer {
     model_ = std::make_unique<model::Transformer>(cfg, map);
   }
 
+  py::dict state_dict() const {
+    py::dict out;
+    model_->export_weights([&](const std::string& name, const std::vector<int64_t>& shape) {
+      py::array_t<float> a = new_float_array(shape);
+      out[py::str(name)] = a;
+      return a.mutable_data();
+    });
+    return out;
+  }
+
   py::array_t<float> encode(py::handle ids_obj, py::handle lengths_obj) const {
     const auto& c = model_->config();
     IntArray ids = int_array(ids_obj, "src_ids", 2);
@@ -143,6 +153,7 @@ void bind_model(py::module_& m) {
   using namespace pybind11::literals;
   py::class_<PyTransformer>(m, "TransformerModel", "The C++ Transformer; use pytransformer.Transformer.")
       .def(py::init<const py::dict&, const py::dict&>(), "config"_a, "weights"_a)
+      .def("state_dict", &PyTransformer::state_dict)
       .def("encode", &PyTransformer::encode, "src_ids"_a, "src_lengths"_a = py::none())
       .def("decode", &PyTransformer::decode, "tgt_ids"_a, "memory"_a, "src_lengths"_a = py::none());
 }

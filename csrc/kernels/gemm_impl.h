@@ -62,6 +62,13 @@ static void gemm_pack(const float* w, int64_t N, int64_t K, float* packed) {
                [&](int64_t b, int64_t e) { gemm_pack_panels(w, N, K, packed, b, e); });
 }
 
+static void gemm_unpack(const float* packed, int64_t N, int64_t K, float* w) {
+  for (int64_t n = 0; n < N; ++n) {
+    const float* panel = packed + (n / kGemmNR) * K * kGemmNR + n % kGemmNR;
+    for (int64_t k = 0; k < K; ++k) w[n * K + k] = panel[k * kGemmNR];
+  }
+}
+
 // Row tiles [t_begin, t_end) of x [M,K] into packed ([tile][K][MR]).
 static void gemm_pack_row_tiles(const float* x, int64_t M, int64_t K, float* packed, int64_t t_begin, int64_t t_end) {
   for (int64_t t = t_begin; t < t_end; ++t) {

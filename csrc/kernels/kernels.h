@@ -31,6 +31,8 @@ struct KernelTable {
   int64_t (*gemm_packed_size)(int64_t N, int64_t K);
   // w [N,K] -> packed [gemm_packed_size(N, K)]
   void (*gemm_pack)(const float* w, int64_t N, int64_t K, float* packed);
+  // The inverse: packed -> w [N,K] (exact; used to export a model's weights).
+  void (*gemm_unpack)(const float* packed, int64_t N, int64_t K, float* w);
   // x [M,K], packed from gemm_pack, bias [N] or null, y [M,N]. With a residual
   // [M,N] (or null): y = residual + act(x W^T + bias), the residual add of a
   // Transformer sub-layer fused into the write-back. residual must not alias y.

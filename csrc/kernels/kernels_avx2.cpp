@@ -40,6 +40,7 @@ const KernelTable& table_avx2() {
       "avx2",
       &avx2::gemm_packed_size,
       &avx2::gemm_pack,
+      &avx2::gemm_unpack,
       &avx2::linear_packed,
       &avx2::linear,
       &avx2::softmax,

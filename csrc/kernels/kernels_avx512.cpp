@@ -41,6 +41,7 @@ const KernelTable& table_avx512() {
       "avx512",
       &avx512::gemm_packed_size,
       &avx512::gemm_pack,
+      &avx512::gemm_unpack,
       &avx512::linear_packed,
       &avx512::linear,
       &avx512::softmax,

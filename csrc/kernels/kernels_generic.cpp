@@ -39,6 +39,7 @@ const KernelTable& table_generic() {
       "generic",
       &generic::gemm_packed_size,
       &generic::gemm_pack,
+      &generic::gemm_unpack,
       &generic::linear_packed,
       &generic::linear,
       &generic::softmax,

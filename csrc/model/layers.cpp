@@ -43,6 +43,10 @@ void Linear::forward(const kernels::KernelTable& kt, const float* x, int64_t M, 
   kt.linear_packed(x, M, in_, packed_.data(), out_, has_bias_ ? bias_.data() : nullptr, act, residual, y);
 }
 
+void Linear::export_weight(const kernels::KernelTable& kt, float* weight) const {
+  kt.gemm_unpack(packed_.data(), out_, in_, weight);
+}
+
 LayerNorm::LayerNorm(const float* weight, const float* bias, int64_t n, float eps)
     : n_(n), eps_(eps), weight_(copy_aligned(weight, n)), bias_(copy_aligned(bias, n)) {}
 

@@ -33,6 +33,10 @@ class Linear {
                kernels::Activation act = kernels::Activation::kNone, const float* residual = nullptr) const;
   int64_t in_features() const { return in_; }
   int64_t out_features() const { return out_; }
+  bool has_bias() const { return has_bias_; }
+  // The weight [out, in] and bias [out] as given at construction (exact copies).
+  void export_weight(const kernels::KernelTable& kt, float* weight) const;
+  const float* bias() const { return has_bias_ ? bias_.data() : nullptr; }
 
  private:
   int64_t in_ = 0, out_ = 0;
@@ -47,6 +51,9 @@ class LayerNorm {
   LayerNorm() = default;
   LayerNorm(const float* weight, const float* bias, int64_t n, float eps);
   void forward(const kernels::KernelTable& kt, const float* x, const float* residual, float* y, int64_t rows) const;
+  const float* weight() const { return weight_.data(); }
+  const float* bias() const { return bias_.data(); }
+  int64_t size() const { return n_; }
 
  private:
   int64_t n_ = 0;

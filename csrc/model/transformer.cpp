@@ -101,6 +101,61 @@ Transformer::Transformer(const TransformerConfig& config, const WeightMap& w) : 
   generator_ = Linear(kt_, gen_w, gen_b, V, E);
 }
 
+void Transformer::export_weights(const WeightSink& sink) const {
+  const int64_t E = cfg_.d_model, V = cfg_.tgt_vocab_size;
+  auto put = [&](const std::string& name, const std::vector<int64_t>& shape, const float* src) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    std::copy(src, src + n, sink(name, shape));
+  };
+  auto put_linear = [&](const std::string& w_name, const std::string& b_name, const Linear& l) {
+    l.export_weight(kt_, sink(w_name, {l.out_features(), l.in_features()}));
+    if (l.has_bias()) put(b_name, {l.out_features()}, l.bias());
+  };
+  auto put_norm = [&](const std::string& p, const LayerNorm& n) {
+    put(p + "weight", {n.size()}, n.weight());
+    put(p + "bias", {n.size()}, n.bias());
+  };
+  auto put_self = [&](const std::string& p, const SelfAttentionWeights& a) {
+    put_linear(p + "in_proj_weight", p + "in_proj_bias", a.qkv);
+    put_linear(p + "out_proj.weight", p + "out_proj.bias", a.out);
+  };
+  put("src_embed.weight", {cfg_.src_vocab_size, E}, src_embed_.data());
+  if (!cfg_.share_embeddings) put("tgt_embed.weight", {V, E}, tgt_embed_.data());
+  for (size_t i = 0; i < encoder_.size(); ++i) {
+    const std::string p = "encoder.layers." + std::to_string(i) + ".";
+    put_self(p + "self_attn.", encoder_[i].self_attn);
+    put_linear(p + "linear1.weight", p + "linear1.bias", encoder_[i].ffn.linear1);
+    put_linear(p + "linear2.weight", p + "linear2.bias", encoder_[i].ffn.linear2);
+    put_norm(p + "norm1.", encoder_[i].norm1);
+    put_norm(p + "norm2.", encoder_[i].norm2);
+  }
+  for (size_t i = 0; i < decoder_.size(); ++i) {
+    const std::string p = "decoder.layers." + std::to_string(i) + ".";
+    const DecoderLayerWeights& l = decoder_[i];
+    put_self(p + "self_attn.", l.self_attn);
+    // in_proj of the cross attention = [Wq; Wk; Wv], kept as q and (k, v).
+    float* w = sink(p + "multihead_attn.in_proj_weight", {3 * E, E});
+    l.cross_attn.q.export_weight(kt_, w);
+    l.cross_attn.kv.export_weight(kt_, w + E * E);
+    float* b = sink(p + "multihead_attn.in_proj_bias", {3 * E});
+    std::copy(l.cross_attn.q.bias(), l.cross_attn.q.bias() + E, b);
+    std::copy(l.cross_attn.kv.bias(), l.cross_attn.kv.bias() + 2 * E, b + E);
+    put_linear(p + "multihead_attn.out_proj.weight", p + "multihead_attn.out_proj.bias", l.cross_attn.out);
+    put_linear(p + "linear1.weight", p + "linear1.bias", l.ffn.linear1);
+    put_linear(p + "linear2.weight", p + "linear2.bias", l.ffn.linear2);
+    put_norm(p + "norm1.", l.norm1);
+    put_norm(p + "norm2.", l.norm2);
+    put_norm(p + "norm3.", l.norm3);
+  }
+  if (cfg_.final_norm) {
+    put_norm("encoder.norm.", encoder_norm_);
+    put_norm("decoder.norm.", decoder_norm_);
+  }
+  if (!cfg_.tie_output) put_linear("generator.weight", "generator.bias", generator_);
+  else if (cfg_.output_bias) put("generator.bias", {V}, generator_.bias());
+}
+
 void Transformer::build_padding_mask(const int32_t* lengths, int64_t B, int64_t S, std::vector<uint8_t>* mask) const {
   mask->assign(static_cast<size_t>(B * S), 0);
   if (!lengths) return;

@@ -9,6 +9,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -69,6 +71,11 @@ class Transformer {
   Transformer(const TransformerConfig& config, const WeightMap& weights);
 
   const TransformerConfig& config() const { return cfg_; }
+
+  // Every weight under its torch name, exactly as loaded: sink(name, shape) returns
+  // where to write that tensor's floats.
+  using WeightSink = std::function<float*(const std::string& name, const std::vector<int64_t>& shape)>;
+  void export_weights(const WeightSink& sink) const;
 
   // src_ids [B,S] (ids < src_vocab_size), src_lengths [B] (<= S) or null (all S)
   // -> memory [B,S,d_model]. Positions past a row's length are padding: masked out

@@ -1,0 +1,140 @@
+"""Model configuration: the hyper-parameters of an encoder-decoder Transformer."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any, Mapping, Optional
+
+__all__ = ["TransformerConfig"]
+
+_ACTIVATIONS = ("relu", "gelu")
+_POSITIONALS = ("sinusoidal",)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+    """Hyper-parameters of the encoder-decoder Transformer ("Attention Is All You Need").
+
+    The defaults are the paper's Transformer-base with a 32000-token vocabulary.
+
+    Attributes:
+        d_model: model width (embedding size).
+        nhead: attention heads; must divide ``d_model``.
+        num_encoder_layers, num_decoder_layers: stack depths (0 allowed).
+        dim_feedforward: hidden width of the position-wise feed-forward network.
+        activation: ``"relu"`` (the paper) or ``"gelu"`` (exact erf form).
+        norm_first: ``False``: post-LN, ``LN(x + sublayer(x))`` as in the paper;
+            ``True``: pre-LN, ``x + sublayer(LN(x))``.
+        layer_norm_eps: epsilon of every LayerNorm.
+        final_norm: a LayerNorm after the last encoder layer and after the last
+            decoder layer (``encoder.norm``, ``decoder.norm``), as ``nn.Transformer``.
+        embedding_scale: factor applied to token embeddings; ``None`` means
+            ``sqrt(d_model)`` as in the paper (section 3.4).
+        positional: ``"sinusoidal"``: the paper's interleaved sin/cos encodings.
+        src_vocab_size, tgt_vocab_size: vocabulary sizes.
+        share_embeddings: one embedding table (``src_embed.weight``) for source and
+            target; needs equal vocabulary sizes.
+        tie_output: the output projection reuses the target embedding table (no
+            ``generator.weight``).
+        output_bias: the output projection has a bias (``generator.bias``).
+        max_length: longest source or target sequence (positions available).
+        pad_id, bos_id, eos_id: special token ids (used by generation).
+    """
+
+    d_model: int = 512
+    nhead: int = 8
+    num_encoder_layers: int = 6
+    num_decoder_layers: int = 6
+    dim_feedforward: int = 2048
+    activation: str = "relu"
+    norm_first: bool = False
+    layer_norm_eps: float = 1e-5
+    final_norm: bool = True
+    embedding_scale: Optional[float] = None
+    positional: str = "sinusoidal"
+    src_vocab_size: int = 32000
+    tgt_vocab_size: int = 32000
+    share_embeddings: bool = False
+    tie_output: bool = False
+    output_bias: bool = True
+    max_length: int = 1024
+    pad_id: int = 0
+    bos_id: int = 1
+    eos_id: int = 2
+
+    def __post_init__(self) -> None:
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        for name, minimum in (
+            ("d_model", 1), ("nhead", 1), ("num_encoder_layers", 0), ("num_decoder_layers", 0),
+            ("dim_feedforward", 1), ("src_vocab_size", 1), ("tgt_vocab_size", 1), ("max_length", 1),
+            ("pad_id", 0), ("bos_id", 0), ("eos_id", 0),
+        ):
+            value = getattr(self, name)
+            if not is_int(value):
+                raise TypeError(f"TransformerConfig.{name} must be an int, got {type(value).__name__}")
+            if value < minimum:
+                raise ValueError(f"TransformerConfig.{name} must be >= {minimum}, got {value}")
+        for name in ("norm_first", "final_norm", "share_embeddings", "tie_output", "output_bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"TransformerConfig.{name} must be a bool, got {type(getattr(self, name)).__name__}")
+        if self.d_model % self.nhead:
+            raise ValueError(f"TransformerConfig: nhead ({self.nhead}) must divide d_model ({self.d_model})")
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(f"TransformerConfig.activation must be one of {_ACTIVATIONS}, got {self.activation!r}")
+        if self.positional not in _POSITIONALS:
+            raise ValueError(f"TransformerConfig.positional must be one of {_POSITIONALS}, got {self.positional!r}")
+        eps = self.layer_norm_eps
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
+            raise ValueError(f"TransformerConfig.layer_norm_eps must be a finite number >= 0, got {eps!r}")
+        scale = self.embedding_scale
+        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                                  or not math.isfinite(scale)):
+            raise ValueError(f"TransformerConfig.embedding_scale must be None or a finite number, got {scale!r}")
+        if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
+            raise ValueError(
+                "TransformerConfig: share_embeddings needs src_vocab_size == tgt_vocab_size, got "
+                f"{self.src_vocab_size} and {self.tgt_vocab_size}")
+        for name in ("pad_id", "bos_id", "eos_id"):
+            if getattr(self, name) >= self.tgt_vocab_size:
+                raise ValueError(f"TransformerConfig.{name} ({getattr(self, name)}) must be < tgt_vocab_size "
+                                 f"({self.tgt_vocab_size})")
+
+    @property
+    def resolved_embedding_scale(self) -> float:
+        """The embedding factor in use: ``embedding_scale`` or ``sqrt(d_model)``."""
+        return math.sqrt(self.d_model) if self.embedding_scale is None else float(self.embedding_scale)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TransformerConfig":
+        """Build from a mapping of field names; unknown keys raise ValueError."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"TransformerConfig.from_dict needs a mapping, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"TransformerConfig: unknown field(s) {unknown}; known fields: {sorted(known)}")
+        return cls(**dict(data))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TransformerConfig":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"TransformerConfig.from_json: not valid JSON ({e})") from None
+        return cls.from_dict(data)
+
+    def _core_dict(self) -> dict:
+        """The fields the C++ model reads."""
+        d = self.to_dict()
+        d["embedding_scale"] = self.resolved_embedding_scale
+        return d
