@@ -40,8 +40,10 @@ float finite_float(py::handle obj, const char* fn, const char* name) {
   if (!py::isinstance<py::float_>(obj) && !py::isinstance<py::int_>(obj) && !py::hasattr(obj, "__float__"))
     throw py::type_error(std::string(fn) + ": " + name + " must be a float");
   const double v = obj.cast<double>();
-  if (!std::isfinite(v)) throw py::value_error(std::string(fn) + ": " + name + " must be finite, got " + std::to_string(v));
-  return static_cast<float>(v);
+  const float f = static_cast<float>(v);
+  if (!std::isfinite(f))
+    throw py::value_error(std::string(fn) + ": " + name + " must be finite in float32, got " + std::to_string(v));
+  return f;
 }
 
 // ---------------------------------------------------------------------------
@@ -221,7 +223,7 @@ q: float32 [B, H, Lq, D]; k: [B, H, Lk, D]; v: [B, H, Lk, Dv] -> [B, H, Lq, Dv].
 key_padding_mask: bool [B, Lk], True = padding (torch convention) or None.
 causal: query i sees keys j <= i (top-left aligned, as torch's
 scaled_dot_product_attention(is_causal=True)). scale: default 1/sqrt(D).
-A query that sees no key at all returns zeros (PyTorch returns NaN there).
+A query that sees no key at all returns zeros (as torch's scaled_dot_product_attention).
 Tiled with an online softmax: memory does not grow with Lq x Lk.)doc");
   m.def("multi_head_attention", &multi_head_attention, "query"_a, "key"_a, "value"_a, "in_proj_weight"_a,
         "in_proj_bias"_a, "out_proj_weight"_a, "out_proj_bias"_a, "num_heads"_a, py::kw_only(),

@@ -141,10 +141,16 @@ static void attention(Tensor4View q, Tensor4View k, Tensor4View v, float* out, i
           }
           Vec::F vmax = Vec::set1(neg_inf);
           for (int c = 0; c < kAttnBk; c += Vec::W) vmax = Vec::max(vmax, Vec::load(srow + c));
-          const float m_new = std::max(m[r], Vec::hmax(vmax));
-          if (m_new == neg_inf) {  // nothing visible yet: this block adds nothing
-            std::fill(srow, srow + kAttnBk, 0.0f);
-            continue;
+          float m_new = std::max(m[r], Vec::hmax(vmax));
+          if (m_new == neg_inf) {
+            // x86 max drops NaN lanes: a row of NaN scores (a NaN query) looks empty.
+            bool nan = false;
+            for (int c = 0; c < kAttnBk; ++c) nan |= srow[c] != srow[c];
+            if (!nan) {  // nothing visible yet: this block adds nothing
+              std::fill(srow, srow + kAttnBk, 0.0f);
+              continue;
+            }
+            m_new = __builtin_nanf("");  // NaN spreads through p, l and the output
           }
           const Vec::F vm = Vec::set1(m_new);
           Vec::F vsum = Vec::zero();
@@ -153,7 +159,7 @@ static void attention(Tensor4View q, Tensor4View k, Tensor4View v, float* out, i
             vsum = Vec::add(vsum, e);
             Vec::store(srow + c, e);
           }
-          if (m[r] != m_new) {
+          if (!(m[r] == m_new)) {  // also when m_new is NaN
             const float alpha = m[r] == neg_inf ? 0.0f : Vec::lane0(exp(Vec::set1(m[r] - m_new)));
             l[r] *= alpha;
             const Vec::F va = Vec::set1(alpha);
