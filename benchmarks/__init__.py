@@ -1,0 +1,1 @@
+"""asv benchmarks for pytransformer (see asv.conf.json and README.md, "Benchmarks")."""
