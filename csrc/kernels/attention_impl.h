@@ -17,10 +17,11 @@ constexpr int kAttnKV = 4;
 constexpr int kAttnBk = kAttnKV * Vec::W;
 
 struct AttnScratch {
-  AlignedBuffer kt;  // [D][Bk]   K block, transposed
-  AlignedBuffer s;   // [Bq][Bk]  scores, then probabilities
-  AlignedBuffer o;   // [Bq][Dp]  unnormalised output rows
-  AlignedBuffer ml;  // [2][Bq]   running max m and sum l
+  AlignedBuffer kt;     // [D][Lk_pad]  K of one (b, h), transposed
+  AlignedBuffer kmask;  // [Lk_pad]     0 for a visible key, -inf for padding
+  AlignedBuffer s;      // [Bq][Bk]     scores, then probabilities
+  AlignedBuffer o;      // [Bq][Dp]     unnormalised output rows
+  AlignedBuffer ml;     // [2][Bq]      running max m and sum l
 };
 
 static AttnScratch& attn_scratch() {
@@ -28,50 +29,70 @@ static AttnScratch& attn_scratch() {
   return scratch;
 }
 
-// s[r][:Bk] = scale * q_r . kt[:, :Bk] for R query rows q (row stride ldq).
+// s[r][:Bk] = scale * (q_r . kt[:, :Bk]) + kmask[:Bk] for R query rows q (row
+// stride ldq); kt has row stride ldk. scale * dot is one fused op with the mask
+// (exactly scale * dot where the mask is 0, -inf where it is -inf).
 template <int R>
-static void attn_scores(const float* q, int64_t ldq, const float* kt, int64_t D, float scale, float* s) {
+static void attn_scores(const float* q, int64_t ldq, const float* kt, int64_t ldk, int64_t D, float scale,
+                        const float* kmask, float* s) {
   using V = Vec;
   typename V::F acc[R][kAttnKV];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < kAttnKV; ++v) acc[r][v] = V::zero();
   for (int64_t d = 0; d < D; ++d) {
     typename V::F kv[kAttnKV];
-    for (int v = 0; v < kAttnKV; ++v) kv[v] = V::load(kt + d * kAttnBk + v * V::W);
+    for (int v = 0; v < kAttnKV; ++v) kv[v] = V::load(kt + d * ldk + v * V::W);
     for (int r = 0; r < R; ++r) {
       const typename V::F qv = V::set1(q[r * ldq + d]);
       for (int v = 0; v < kAttnKV; ++v) acc[r][v] = V::muladd(qv, kv[v], acc[r][v]);
     }
   }
   const typename V::F vs = V::set1(scale);
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < kAttnKV; ++v) V::store(s + r * kAttnBk + v * V::W, V::mul(acc[r][v], vs));
+  for (int v = 0; v < kAttnKV; ++v) {
+    const typename V::F mv = V::load(kmask + v * V::W);
+    for (int r = 0; r < R; ++r) V::store(s + r * kAttnBk + v * V::W, V::fmadd(acc[r][v], vs, mv));
+  }
 }
 
-// o[r][:D] += sum_{c < nk} p[r][c] v_c for R rows (o row stride ldo, v row stride ldv).
+// o[r][d0 : d0 + NV*W] += sum_{c < nk} p[r][c] v_c[d0 : ...] for R rows; `cnt` valid
+// floats in the last vector (W when the chunk is full: plain loads).
+template <int R, int NV, bool kFull>
+static void attn_accumulate_chunk(const float* p, const float* v, int64_t ldv, int nk, float* o, int64_t ldo, int cnt) {
+  using V = Vec;
+  typename V::F acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int u = 0; u < NV; ++u) acc[r][u] = V::load(o + r * ldo + u * V::W);
+  for (int c = 0; c < nk; ++c) {
+    const float* vrow = v + c * ldv;
+    typename V::F vv[NV];
+    for (int u = 0; u < NV; ++u) vv[u] = (kFull || u + 1 < NV) ? V::load(vrow + u * V::W) : V::load_n(vrow + u * V::W, cnt);
+    for (int r = 0; r < R; ++r) {
+      const typename V::F pv = V::set1(p[r * kAttnBk + c]);
+      for (int u = 0; u < NV; ++u) acc[r][u] = V::muladd(pv, vv[u], acc[r][u]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int u = 0; u < NV; ++u) V::store(o + r * ldo + u * V::W, acc[r][u]);
+}
+
+// o[r][:D] += sum_{c < nk} p[r][c] v_c for R rows (o row stride ldo, zero-padded to
+// whole vectors; v row stride ldv), in chunks of kChunk vectors of D.
 template <int R>
 static void attn_accumulate(const float* p, const float* v, int64_t ldv, int nk, int64_t D, float* o, int64_t ldo) {
-  using V = Vec;
-  constexpr int kChunk = 4;  // vectors of D per register block
-  for (int64_t d0 = 0; d0 < D; d0 += kChunk * V::W) {
-    const int nvec = static_cast<int>(std::min<int64_t>(kChunk, ceil_div(D - d0, V::W)));
-    typename V::F acc[R][kChunk];
-    for (int r = 0; r < R; ++r)
-      for (int u = 0; u < kChunk; ++u) acc[r][u] = u < nvec ? V::load(o + r * ldo + d0 + u * V::W) : V::zero();
-    for (int c = 0; c < nk; ++c) {
-      const float* vrow = v + c * ldv + d0;
-      typename V::F vv[kChunk];
-      for (int u = 0; u < kChunk; ++u) {
-        const int64_t cnt = D - d0 - u * V::W;
-        vv[u] = u >= nvec ? V::zero() : (cnt >= V::W ? V::load(vrow + u * V::W) : V::load_n(vrow + u * V::W, static_cast<int>(cnt)));
-      }
-      for (int r = 0; r < R; ++r) {
-        const typename V::F pv = V::set1(p[r * kAttnBk + c]);
-        for (int u = 0; u < kChunk; ++u) acc[r][u] = V::muladd(pv, vv[u], acc[r][u]);
-      }
-    }
-    for (int r = 0; r < R; ++r)
-      for (int u = 0; u < nvec; ++u) V::store(o + r * ldo + d0 + u * V::W, acc[r][u]);
+  constexpr int kChunk = 4;
+  int64_t d0 = 0;
+  for (; d0 + kChunk * Vec::W <= D; d0 += kChunk * Vec::W)
+    attn_accumulate_chunk<R, kChunk, true>(p, v + d0, ldv, nk, o + d0, ldo, Vec::W);
+  // The tail: up to kChunk - 1 whole vectors, then a partial one.
+  const int64_t rest = D - d0;
+  if (rest == 0) return;
+  const int nvec = static_cast<int>(ceil_div(rest, Vec::W));
+  const int cnt = static_cast<int>(rest - (nvec - 1) * Vec::W);
+  switch (nvec) {
+    case 1: attn_accumulate_chunk<R, 1, false>(p, v + d0, ldv, nk, o + d0, ldo, cnt); break;
+    case 2: attn_accumulate_chunk<R, 2, false>(p, v + d0, ldv, nk, o + d0, ldo, cnt); break;
+    case 3: attn_accumulate_chunk<R, 3, false>(p, v + d0, ldv, nk, o + d0, ldo, cnt); break;
+    default: attn_accumulate_chunk<R, 4, false>(p, v + d0, ldv, nk, o + d0, ldo, cnt); break;
   }
 }
 
@@ -94,50 +115,67 @@ static void attention(Tensor4View q, Tensor4View k, Tensor4View v, float* out, i
   const int64_t q_blocks = ceil_div(Lq, kAttnBq);
   const int64_t items = B * H * q_blocks;
   const int64_t Dp = ceil_div(Dv, Vec::W) * Vec::W;
+  const int64_t Lk_pad = ceil_div(std::max<int64_t>(Lk, 1), kAttnBk) * kAttnBk;
   const float neg_inf = -__builtin_inff();
   parallel_for(items, threads_for(items * kAttnBq * std::max<int64_t>(Lk, 1) * (D + Dv), 1 << 15),
                [&](int64_t it0, int64_t it1) {
     AttnScratch& sc = attn_scratch();
-    sc.kt.reserve_discard(static_cast<size_t>(D * kAttnBk));
+    sc.kt.reserve_discard(static_cast<size_t>(std::max<int64_t>(D, 1) * Lk_pad));
+    sc.kmask.reserve_discard(static_cast<size_t>(Lk_pad));
     sc.s.reserve_discard(static_cast<size_t>(kAttnBq * kAttnBk));
     sc.o.reserve_discard(static_cast<size_t>(kAttnBq * Dp));
     sc.ml.reserve_discard(static_cast<size_t>(2 * kAttnBq));
     float* kt = sc.kt.data();
+    float* kmask = sc.kmask.data();
     float* s = sc.s.data();
     float* o = sc.o.data();
     float* m = sc.ml.data();
     float* l = m + kAttnBq;
+    int64_t packed_bh = -1;  // the (b, h) whose K sits in kt
     for (int64_t item = it0; item < it1; ++item) {
-      const int64_t b = item / (H * q_blocks), h = (item / q_blocks) % H, qb = item % q_blocks;
+      const int64_t bh = item / q_blocks, b = bh / H, h = bh % H, qb = item % q_blocks;
       const int64_t i0 = qb * kAttnBq;
       const int nq = static_cast<int>(std::min<int64_t>(kAttnBq, Lq - i0));
       const float* qp = q.data + b * q.batch_stride + h * q.head_stride + i0 * q.row_stride;
-      const float* kp = k.data + b * k.batch_stride + h * k.head_stride;
       const float* vp = v.data + b * v.batch_stride + h * v.head_stride;
-      const uint8_t* pad = key_padding_mask ? key_padding_mask + b * Lk : nullptr;
+      int64_t k_end = Lk;
+      if (causal) k_end = std::min<int64_t>(Lk, std::max<int64_t>(0, i0 + nq + causal_offset));
+      if (bh != packed_bh) {
+        // K of this (b, h), transposed once for all its query blocks; the key mask.
+        const float* kp = k.data + b * k.batch_stride + h * k.head_stride;
+        for (int64_t j0 = 0; j0 < Lk_pad; j0 += kAttnBk) {
+          const int nk = static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(kAttnBk, Lk - j0)));
+          pack_transposed(kp + j0 * k.row_stride, k.row_stride, nk, D, kt + j0, Lk_pad, kAttnBk);
+        }
+        const uint8_t* pad = key_padding_mask ? key_padding_mask + b * Lk : nullptr;
+        for (int64_t j = 0; j < Lk_pad; ++j) kmask[j] = (j >= Lk || (pad && pad[j])) ? neg_inf : 0.0f;
+        packed_bh = bh;
+      }
       for (int r = 0; r < nq; ++r) {
         m[r] = neg_inf;
         l[r] = 0.0f;
       }
       std::fill(o, o + nq * Dp, 0.0f);
-      int64_t k_end = Lk;
-      if (causal) k_end = std::min<int64_t>(Lk, std::max<int64_t>(0, i0 + nq + causal_offset));
       for (int64_t j0 = 0; j0 < k_end; j0 += kAttnBk) {
         const int nk = static_cast<int>(std::min<int64_t>(kAttnBk, k_end - j0));
-        pack_transposed(kp + j0 * k.row_stride, k.row_stride, nk, D, kt, kAttnBk);
         for (int r0 = 0; r0 < nq; r0 += kAttnRB) {
           const int rows = std::min(kAttnRB, nq - r0);
           with_rows(rows, [&](auto R) {
-            attn_scores<R.value>(qp + r0 * q.row_stride, q.row_stride, kt, D, scale, s + r0 * kAttnBk);
+            attn_scores<R.value>(qp + r0 * q.row_stride, q.row_stride, kt + j0, Lk_pad, D, scale, kmask + j0,
+                                 s + r0 * kAttnBk);
           });
         }
-        // Mask, then the online-softmax update of each row.
+        // Causal cut inside the block, then the online-softmax update of each row.
         for (int r = 0; r < nq; ++r) {
           float* srow = s + r * kAttnBk;
           const int64_t last_visible = causal ? i0 + r + causal_offset : Lk - 1;
-          for (int c = 0; c < kAttnBk; ++c) {
-            const int64_t j = j0 + c;
-            if (c >= nk || j > last_visible || (pad && pad[j])) srow[c] = neg_inf;
+          const int64_t first_hidden = std::min<int64_t>(last_visible + 1, j0 + nk) - j0;  // keys >= are masked
+          if (first_hidden < kAttnBk) {
+            const Vec::F cut = Vec::set1(static_cast<float>(first_hidden));
+            for (int c = 0; c < kAttnBk; c += Vec::W) {
+              const Vec::F idx = Vec::add(Vec::iota(), Vec::set1(static_cast<float>(c)));
+              Vec::store(srow + c, Vec::select(Vec::ge(idx, cut), Vec::set1(neg_inf), Vec::load(srow + c)));
+            }
           }
           Vec::F vmax = Vec::set1(neg_inf);
           for (int c = 0; c < kAttnBk; c += Vec::W) vmax = Vec::max(vmax, Vec::load(srow + c));

@@ -24,10 +24,12 @@ constexpr int kGemmNR = kGemmNV * Vec::W;
 // Packing
 // ---------------------------------------------------------------------------
 
-// dst[k*ldd + r] = src[r*lds + k] for r < rows, k < cols, and 0 for rows <= r < ldd.
-// k outer: the (at most ldd) source rows advance together, 8 columns at a time, so
-// the stores fill whole destination lines (measured faster than row-group-outer).
-static void pack_transposed(const float* src, int64_t lds, int rows, int64_t cols, float* dst, int ldd) {
+// dst[k*ldd + r] = src[r*lds + k] for r < rows, k < cols, and 0 for rows <= r < width
+// (width <= ldd). k outer: the (at most width) source rows advance together, 8
+// columns at a time, so the stores fill whole destination lines (measured faster
+// than row-group-outer).
+static void pack_transposed(const float* src, int64_t lds, int rows, int64_t cols, float* dst, int64_t ldd,
+                            int width) {
   int64_t k = 0;
   for (; k + 8 <= cols; k += 8) {
     int r = 0;
@@ -35,13 +37,13 @@ static void pack_transposed(const float* src, int64_t lds, int rows, int64_t col
     for (; r + 4 <= rows; r += 4) transpose_4x8(src + r * lds + k, lds, dst + k * ldd + r, ldd);
     for (; r < rows; ++r)
       for (int kk = 0; kk < 8; ++kk) dst[(k + kk) * ldd + r] = src[r * lds + k + kk];
-    for (; r < ldd; ++r)
+    for (; r < width; ++r)
       for (int kk = 0; kk < 8; ++kk) dst[(k + kk) * ldd + r] = 0.0f;
   }
   for (; k < cols; ++k) {
     int r = 0;
     for (; r < rows; ++r) dst[k * ldd + r] = src[r * lds + k];
-    for (; r < ldd; ++r) dst[k * ldd + r] = 0.0f;
+    for (; r < width; ++r) dst[k * ldd + r] = 0.0f;
   }
 }
 
@@ -52,7 +54,7 @@ static void gemm_pack_panels(const float* w, int64_t N, int64_t K, float* packed
   for (int64_t p = p_begin; p < p_end; ++p) {
     const int64_t n0 = p * kGemmNR;
     const int rows = static_cast<int>(std::min<int64_t>(kGemmNR, N - n0));
-    pack_transposed(w + n0 * K, K, rows, K, packed + p * K * kGemmNR, kGemmNR);
+    pack_transposed(w + n0 * K, K, rows, K, packed + p * K * kGemmNR, kGemmNR, kGemmNR);
   }
 }
 
@@ -74,7 +76,7 @@ static void gemm_pack_row_tiles(const float* x, int64_t M, int64_t K, float* pac
   for (int64_t t = t_begin; t < t_end; ++t) {
     const int64_t m0 = t * kGemmMR;
     const int rows = static_cast<int>(std::min<int64_t>(kGemmMR, M - m0));
-    pack_transposed(x + m0 * K, K, rows, K, packed + t * K * kGemmMR, kGemmMR);
+    pack_transposed(x + m0 * K, K, rows, K, packed + t * K * kGemmMR, kGemmMR, kGemmMR);
   }
 }
 
