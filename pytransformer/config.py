@@ -10,6 +10,14 @@ from typing import Any, Mapping, Optional
 __all__ = ["TransformerConfig"]
 
 _ACTIVATIONS = ("relu", "gelu")
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _is_float32_finite(v: Any) -> bool:
+    """A real number that stays finite once rounded to float32 (the kernels' precision)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return math.isfinite(v) and abs(float(v)) <= _FLOAT32_MAX
 _POSITIONALS = ("sinusoidal",)
 
 
@@ -88,12 +96,13 @@ class TransformerConfig:
         if self.positional not in _POSITIONALS:
             raise ValueError(f"TransformerConfig.positional must be one of {_POSITIONALS}, got {self.positional!r}")
         eps = self.layer_norm_eps
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
-            raise ValueError(f"TransformerConfig.layer_norm_eps must be a finite number >= 0, got {eps!r}")
+        if not _is_float32_finite(eps) or eps < 0:
+            raise ValueError(f"TransformerConfig.layer_norm_eps must be a number >= 0 that is finite in float32, "
+                             f"got {eps!r}")
         scale = self.embedding_scale
-        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
-                                  or not math.isfinite(scale)):
-            raise ValueError(f"TransformerConfig.embedding_scale must be None or a finite number, got {scale!r}")
+        if scale is not None and not _is_float32_finite(scale):
+            raise ValueError(f"TransformerConfig.embedding_scale must be None or a number that is finite in "
+                             f"float32, got {scale!r}")
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError(
                 "TransformerConfig: share_embeddings needs src_vocab_size == tgt_vocab_size, got "

@@ -164,7 +164,9 @@ def convert_torch_state_dict(state_dict: Mapping[str, Any], config: TransformerC
     tutorial's ``src_tok_emb.embedding.weight`` / ``tgt_tok_emb.embedding.weight`` /
     ``generator.*``, and the usual aliases for embeddings and the output layer.
     Positional-encoding buffers are ignored (pytransformer computes its own). Names
-    listed in ``ignore`` are dropped. Anything else raises WeightsError naming it.
+    listed in ``ignore`` (full names, as in the state dict) are dropped. Every other
+    name that is not a weight of a model with this config is listed in one
+    WeightsError.
     """
     if not isinstance(state_dict, Mapping):
         raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
@@ -180,14 +182,17 @@ def convert_torch_state_dict(state_dict: Mapping[str, Any], config: TransformerC
     if len(prefixes) > 1:
         raise WeightsError([f"the state dict has Transformer weights under several prefixes: {sorted(prefixes)}"])
     prefix = prefixes.pop() if prefixes else ""
+    core_names = {n for n in expected_weight_shapes(config) if _CORE.match(n)}
     for name, value in state_dict.items():
-        if name.startswith(prefix) and _CORE.match(name[len(prefix):]):
+        if name in ignore_set:
+            continue
+        if name.startswith(prefix) and name[len(prefix):] in core_names:
             out[name[len(prefix):]] = _to_numpy(value)
             placed.add(name)
     for target, candidates in _ALIASES.items():
         for cand in candidates:
             for full in (cand, prefix + cand):
-                if full in state_dict and full not in placed:
+                if full in state_dict and full not in placed and full not in ignore_set:
                     out[target] = _to_numpy(state_dict[full])
                     placed.add(full)
                     break

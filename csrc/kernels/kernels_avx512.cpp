@@ -24,7 +24,7 @@ constexpr int kGemmNV = 2;
 constexpr int64_t kGemmKC = 256;       // packed x micro-panel 12 KiB (L1), W micro-panel 32 KiB
 constexpr int64_t kGemmNCPanels = 32;  // 256 x 1024 block of W: 1 MiB (L2)
 constexpr int kSkinnyMB = 4;
-constexpr int kSkinnyNB(int mb) { return mb == 1 ? 8 : 4; }  // W rows per block
+constexpr int kSkinnyNB(int /*mb*/) { return 4; }  // W rows per block
 constexpr int64_t kSkinnyMaxRows = 16;
 constexpr int kAttnBq = 32, kAttnRB = 4;
 
