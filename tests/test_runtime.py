@@ -43,9 +43,7 @@ def run_python(code, **env_changes):
             env.pop(name, None)
         else:
             env[name] = value
-    # Run outside the repository: `python -c` puts the working directory first on
-    # sys.path, and the source tree's pytransformer/ has no compiled module when the
-    # package is installed with pip.
+    # Run outside the repository, so the child imports exactly what this process does.
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
                           cwd=tempfile.gettempdir())
     assert proc.returncode == 0, proc.stderr
