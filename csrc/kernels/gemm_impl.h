@@ -6,12 +6,18 @@
 //   kGemmNV  vectors across N in the register tile (NR = kGemmNV * Vec::W columns)
 //   kGemmKC  depth of one pass over a tile (the packed x and W micro-panels of one
 //            pass, MR x KC and KC x NR, stay in L1/L2)
-//   kGemmNCPanels  W panels swept per row tile (the KC x NC block of W stays in L2)
+//   kGemmNCPanels  W panels per column block (the KC x NC block of W stays in L2)
+//   kGemmMCTiles   x row tiles per row block (the MC x KC block of packed x stays in L2)
 //
 // The five loops of BLIS, with everything packed once per call:
 //   x is packed into row tiles  [ceil(M/MR)][K][MR]  (k-major, zero-padded rows),
 //   W is packed into col panels [ceil(N/NR)][K][NR]  (k-major, zero-padded cols);
 // a register tile accumulates MR x NR outputs over KC steps of rank-1 updates.
+// For each (column block, KC block, row block), each W micro-panel (KC x NR) is
+// swept over the row block's tiles while it sits in L1. Model weights are read from
+// memory (they do not fit in cache), so while one micro-panel is in use the tiles
+// prefetch the next one into L2, spread evenly over the tiles: without it, small
+// batches wait for DRAM (a 32 x 512 x 2048 product with cold weights ran ~2x slower).
 // Between KC passes the partial sums go through y, loaded back into the registers
 // (not added), so every output is one fma chain over k = 0..K-1 in order: the
 // result does not depend on KC, on the thread split, or on M (a row gives the same
@@ -98,10 +104,12 @@ static inline Vec::F apply_activation(Vec::F v, Activation act) {
 // y tile [MR, n_valid] (row stride ldy) over kc steps: a = packed x tile (stride
 // kGemmMR per k), b = packed W panel (stride kGemmNR per k). `first`: start from 0,
 // else from y; `last`: add bias, apply activation, add the residual (row stride ldy).
+// pf, pf_lines: cache lines to prefetch into L2 from pf on, spread over the kc steps.
 template <int MR>
 static void gemm_tile(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict y,
                       int64_t ldy, int n_valid, bool first, bool last, const float* bias, Activation act,
-                      const float* __restrict residual) {
+                      const float* __restrict residual, const float* pf, int64_t pf_lines) {
+  int64_t pf_acc = 0;
   using V = Vec;
   typename V::F acc[MR][kGemmNV];
   const bool full = n_valid == kGemmNR;
@@ -115,6 +123,14 @@ static void gemm_tile(int64_t kc, const float* __restrict a, const float* __rest
   }
   for (int64_t k = 0; k < kc; ++k) {
     typename V::F bv[kGemmNV];
+    if (pf) {
+      pf_acc += pf_lines;
+      while (pf_acc >= kc) {
+        __builtin_prefetch(pf, 0, 2);
+        pf += 16;
+        pf_acc -= kc;
+      }
+    }
     for (int v = 0; v < kGemmNV; ++v) bv[v] = V::load(b + k * kGemmNR + v * V::W);
     for (int m = 0; m < MR; ++m) {
       const typename V::F am = V::set1(a[k * kGemmMR + m]);
@@ -145,7 +161,7 @@ static void gemm_tile(int64_t kc, const float* __restrict a, const float* __rest
 }
 
 using GemmTileFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, bool, bool, const float*,
-                            Activation, const float*);
+                            Activation, const float*, const float*, int64_t);
 
 template <int... I>
 struct GemmTileTable {
@@ -192,16 +208,25 @@ static void gemm_compute_block(const float* xp, int64_t M, int64_t K, const floa
     for (int64_t k0 = 0; k0 < K; k0 += kGemmKC) {
       const int64_t kc = std::min<int64_t>(kGemmKC, K - k0);
       const bool first = k0 == 0, last = k0 + kc == K;
-      for (int64_t t = t_begin; t < t_end; ++t) {
-        const int64_t m0 = t * kGemmMR;
-        const int rows = static_cast<int>(std::min<int64_t>(kGemmMR, M - m0));
-        const GemmTileFn tile = gemm_tile_for_rows(rows);
-        const float* a = xp + t * K * kGemmMR + k0 * kGemmMR;
+      for (int64_t tc0 = t_begin; tc0 < t_end; tc0 += kGemmMCTiles) {
+        const int64_t tc1 = std::min<int64_t>(t_end, tc0 + kGemmMCTiles);
         for (int64_t p = pc0; p < pc1; ++p) {
           const int64_t n0 = p * kGemmNR;
           const int n_valid = static_cast<int>(std::min<int64_t>(kGemmNR, N - n0));
-          tile(kc, a, wp + p * K * kGemmNR + k0 * kGemmNR, y + m0 * N + n0, N, n_valid, first, last,
-               bias ? bias + n0 : nullptr, act, residual ? residual + m0 * N + n0 : nullptr);
+          const float* bp = wp + p * K * kGemmNR + k0 * kGemmNR;
+          for (int64_t t = tc0; t < tc1; ++t) {
+            const int64_t m0 = t * kGemmMR;
+            const int rows = static_cast<int>(std::min<int64_t>(kGemmMR, M - m0));
+            const float* a = xp + t * K * kGemmMR + k0 * kGemmMR;
+            // Spread the prefetch of the next panel's block (kc x NR floats) over the tiles.
+            const int64_t lines = kc * kGemmNR / 16, per_tile = ceil_div(lines, tc1 - tc0);
+            const int64_t first_line = (t - tc0) * per_tile;
+            const bool do_pf = p + 1 < pc1 && first_line < lines;
+            const float* pf = do_pf ? bp + K * kGemmNR + first_line * 16 : nullptr;
+            gemm_tile_for_rows(rows)(kc, a, bp, y + m0 * N + n0, N, n_valid, first, last,
+                 bias ? bias + n0 : nullptr, act, residual ? residual + m0 * N + n0 : nullptr, pf,
+                 do_pf ? std::min(per_tile, lines - first_line) : 0);
+          }
         }
       }
     }
