@@ -7,6 +7,7 @@
 #include <string>
 
 #include "bindings/arrays.h"
+#include "model/search.h"
 #include "model/transformer.h"
 
 namespace pt::bindings {
@@ -45,6 +46,9 @@ model::TransformerConfig config_from_dict(const py::dict& d) {
   c.tie_output = get<bool>(d, "tie_output");
   c.output_bias = get<bool>(d, "output_bias");
   c.max_length = get<int64_t>(d, "max_length");
+  c.pad_id = get<int64_t>(d, "pad_id");
+  c.bos_id = get<int64_t>(d, "bos_id");
+  c.eos_id = get<int64_t>(d, "eos_id");
   if (c.d_model < 1 || c.nhead < 1 || c.d_model % c.nhead || c.dim_feedforward < 1 || c.num_encoder_layers < 0 ||
       c.num_decoder_layers < 0 || c.src_vocab_size < 1 || c.tgt_vocab_size < 1 || c.max_length < 1)
     throw py::value_error("invalid model sizes in config");
@@ -96,6 +100,76 @@ class PyTransformer {
     }
     py::gil_scoped_release release;
     model_ = std::make_unique<model::Transformer>(cfg, map);
+  }
+
+  model::GenerationOptions options(const py::dict& o) const {
+    model::GenerationOptions g;
+    g.max_length = o["max_length"].cast<int64_t>();
+    g.min_length = o["min_length"].cast<int64_t>();
+    g.beam_size = o["beam_size"].cast<int64_t>();
+    g.length_penalty = o["length_penalty"].cast<float>();
+    g.num_hypotheses = o["num_hypotheses"].cast<int64_t>();
+    g.sampling_topk = o["sampling_topk"].cast<int64_t>();
+    g.sampling_topp = o["sampling_topp"].cast<float>();
+    g.sampling_temperature = o["sampling_temperature"].cast<float>();
+    g.seed = o["seed"].cast<uint64_t>();
+    g.return_scores = o["return_scores"].cast<bool>();
+    return g;
+  }
+
+  std::vector<std::vector<int32_t>> prefixes(py::handle obj, int64_t B) const {
+    std::vector<std::vector<int32_t>> out;
+    if (obj.is_none()) return out;
+    const auto& c = model_->config();
+    for (py::handle row : obj) {
+      std::vector<int32_t> p;
+      for (py::handle t : row) {
+        const auto v = t.cast<int64_t>();
+        if (v < 0 || v >= c.tgt_vocab_size) throw py::value_error("start_tokens contains an id outside the vocabulary");
+        p.push_back(static_cast<int32_t>(v));
+      }
+      out.push_back(std::move(p));
+    }
+    if (static_cast<int64_t>(out.size()) != B) throw py::value_error("start_tokens must have one list per source");
+    return out;
+  }
+
+  // [[(tokens, score, log_prob), ...] per source]
+  py::list generate(py::handle ids_obj, py::handle lengths_obj, py::handle start_obj, const py::dict& opts) const {
+    const auto& c = model_->config();
+    IntArray ids = int_array(ids_obj, "src_ids", 2);
+    const int64_t B = ids.shape(0), S = ids.shape(1);
+    if (S > c.max_length) throw py::value_error("source length exceeds max_length");
+    check_ids(ids, c.src_vocab_size, "src_ids");
+    auto lengths = lengths_array(lengths_obj, B, S);
+    const auto start = prefixes(start_obj, B);
+    const model::GenerationOptions g = options(opts);
+    std::vector<std::vector<model::Hypothesis>> results;
+    {
+      py::gil_scoped_release release;
+      results = model::generate(*model_, ids.data(), B, S, lengths ? lengths->data() : nullptr, start, g);
+    }
+    py::list out;
+    for (const auto& hyps : results) {
+      py::list row;
+      for (const auto& h : hyps) row.append(py::make_tuple(py::cast(h.tokens), h.score, h.log_prob));
+      out.append(row);
+    }
+    return out;
+  }
+
+  std::unique_ptr<model::TokenStream> stream(py::handle ids_obj, py::handle start_obj, const py::dict& opts) const {
+    const auto& c = model_->config();
+    IntArray ids = int_array(ids_obj, "src_ids", 2);
+    if (ids.shape(0) != 1) throw py::value_error("generate_tokens takes one source");
+    const int64_t S = ids.shape(1);
+    if (S > c.max_length) throw py::value_error("source length exceeds max_length");
+    check_ids(ids, c.src_vocab_size, "src_ids");
+    const auto start = prefixes(start_obj, 1);
+    const model::GenerationOptions g = options(opts);
+    py::gil_scoped_release release;
+    return std::make_unique<model::TokenStream>(*model_, ids.data(), S, start.empty() ? std::vector<int32_t>{} : start[0],
+                                                g);
   }
 
   py::dict state_dict() const {
@@ -151,9 +225,16 @@ class PyTransformer {
 
 void bind_model(py::module_& m) {
   using namespace pybind11::literals;
+  py::class_<model::TokenStream>(m, "TokenStream")
+      .def("next", [](model::TokenStream& s) {
+        py::gil_scoped_release release;
+        return s.next();
+      });
   py::class_<PyTransformer>(m, "TransformerModel", "The C++ Transformer; use pytransformer.Transformer.")
       .def(py::init<const py::dict&, const py::dict&>(), "config"_a, "weights"_a)
       .def("state_dict", &PyTransformer::state_dict)
+      .def("generate", &PyTransformer::generate, "src_ids"_a, "src_lengths"_a, "start_tokens"_a, "options"_a)
+      .def("stream", &PyTransformer::stream, "src_ids"_a, "start_tokens"_a, "options"_a, py::keep_alive<0, 1>())
       .def("encode", &PyTransformer::encode, "src_ids"_a, "src_lengths"_a = py::none())
       .def("decode", &PyTransformer::decode, "tgt_ids"_a, "memory"_a, "src_lengths"_a = py::none());
 }

@@ -120,7 +120,7 @@ static void attention(Tensor4View q, Tensor4View k, Tensor4View v, float* out, i
   parallel_for(items, threads_for(items * kAttnBq * std::max<int64_t>(Lk, 1) * (D + Dv), 1 << 15),
                [&](int64_t it0, int64_t it1) {
     AttnScratch& sc = attn_scratch();
-    sc.kt.reserve_discard(static_cast<size_t>(std::max<int64_t>(D, 1) * Lk_pad));
+    if (!k.transposed) sc.kt.reserve_discard(static_cast<size_t>(std::max<int64_t>(D, 1) * Lk_pad));
     sc.kmask.reserve_discard(static_cast<size_t>(Lk_pad));
     sc.s.reserve_discard(static_cast<size_t>(kAttnBq * kAttnBk));
     sc.o.reserve_discard(static_cast<size_t>(kAttnBq * Dp));
@@ -131,7 +131,9 @@ static void attention(Tensor4View q, Tensor4View k, Tensor4View v, float* out, i
     float* o = sc.o.data();
     float* m = sc.ml.data();
     float* l = m + kAttnBq;
-    int64_t packed_bh = -1;  // the (b, h) whose K sits in kt
+    int64_t packed_bh = -1;  // the (b, h) whose K sits in ktp
+    const float* ktp = kt;   // K^T of that (b, h): the scratch copy, or the caller's
+    int64_t ldk = Lk_pad;
     for (int64_t item = it0; item < it1; ++item) {
       const int64_t bh = item / q_blocks, b = bh / H, h = bh % H, qb = item % q_blocks;
       const int64_t i0 = qb * kAttnBq;
@@ -143,9 +145,14 @@ static void attention(Tensor4View q, Tensor4View k, Tensor4View v, float* out, i
       if (bh != packed_bh) {
         // K of this (b, h), transposed once for all its query blocks; the key mask.
         const float* kp = k.data + b * k.batch_stride + h * k.head_stride;
-        for (int64_t j0 = 0; j0 < Lk_pad; j0 += kAttnBk) {
-          const int nk = static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(kAttnBk, Lk - j0)));
-          pack_transposed(kp + j0 * k.row_stride, k.row_stride, nk, D, kt + j0, Lk_pad, kAttnBk);
+        if (k.transposed) {
+          ktp = kp;
+          ldk = k.row_stride;
+        } else {
+          for (int64_t j0 = 0; j0 < Lk_pad; j0 += kAttnBk) {
+            const int nk = static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(kAttnBk, Lk - j0)));
+            pack_transposed(kp + j0 * k.row_stride, k.row_stride, nk, D, kt + j0, Lk_pad, kAttnBk);
+          }
         }
         const uint8_t* pad = key_padding_mask ? key_padding_mask + b * Lk : nullptr;
         for (int64_t j = 0; j < Lk_pad; ++j) kmask[j] = (j >= Lk || (pad && pad[j])) ? neg_inf : 0.0f;
@@ -161,7 +168,7 @@ static void attention(Tensor4View q, Tensor4View k, Tensor4View v, float* out, i
         for (int r0 = 0; r0 < nq; r0 += kAttnRB) {
           const int rows = std::min(kAttnRB, nq - r0);
           with_rows(rows, [&](auto R) {
-            attn_scores<R.value>(qp + r0 * q.row_stride, q.row_stride, kt + j0, Lk_pad, D, scale, kmask + j0,
+            attn_scores<R.value>(qp + r0 * q.row_stride, q.row_stride, ktp + j0, ldk, D, scale, kmask + j0,
                                  s + r0 * kAttnBk);
           });
         }

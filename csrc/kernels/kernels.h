@@ -16,10 +16,13 @@ namespace pt::kernels {
 enum class Activation : int { kNone = 0, kRelu = 1, kGelu = 2 };
 
 // Strided view of a [B, H, L, D] tensor: element (b, h, i, d) lives at
-// data[b*batch_stride + h*head_stride + i*row_stride + d].
+// data[b*batch_stride + h*head_stride + i*row_stride + d]; or, when `transposed`
+// (keys only), at data[b*batch_stride + h*head_stride + d*row_stride + i], with
+// every row readable and finite (zeros) up to L rounded up to attention_key_block.
 struct Tensor4View {
   const float* data;
   int64_t batch_stride, head_stride, row_stride;
+  bool transposed = false;
 };
 
 struct KernelTable {
@@ -45,6 +48,8 @@ struct KernelTable {
 
   // --- Row-wise ops: x, y [rows, n]; y may alias x -------------------------------
   void (*softmax)(const float* x, float* y, int64_t rows, int64_t n);
+  // y = x - max - log(sum(exp(x - max))) per row (log-probabilities from logits).
+  void (*log_softmax)(const float* x, float* y, int64_t rows, int64_t n);
   // y = LN(x + residual) * weight + bias over the last axis; residual may be null.
   // weight, bias [n] (either may be null: 1 / 0).
   void (*layer_norm)(const float* x, const float* residual, const float* weight, const float* bias,
@@ -61,6 +66,9 @@ struct KernelTable {
   void (*gelu)(const float* x, float* y, int64_t n);
 
   // --- Attention -----------------------------------------------------------------
+  // Keys per block of the attention kernel: a transposed K must be padded to a
+  // multiple of it (so a KV cache can be kept transposed and never repacked).
+  int attention_key_block;
   // out(b,h,i,:) = sum_j softmax_j(scale * q_i . k_j + mask) v_j, for q [B,H,Lq,D],
   // k [B,H,Lk,D], v [B,H,Lk,Dv], out [B,H,Lq,Dv] (strided views). key_padding_mask: null or
   // uint8 [B, Lk] with nonzero = padding (masked out). causal: key j is visible to

@@ -45,10 +45,12 @@ const KernelTable& table_avx2() {
       &avx2::linear_packed,
       &avx2::linear,
       &avx2::softmax,
+      &avx2::log_softmax,
       &avx2::layer_norm,
       &avx2::embed,
       &avx2::relu_op,
       &avx2::gelu_op,
+      avx2::kAttnBk,
       &avx2::attention,
   };
   return table;

@@ -46,10 +46,12 @@ const KernelTable& table_avx512() {
       &avx512::linear_packed,
       &avx512::linear,
       &avx512::softmax,
+      &avx512::log_softmax,
       &avx512::layer_norm,
       &avx512::embed,
       &avx512::relu_op,
       &avx512::gelu_op,
+      avx512::kAttnBk,
       &avx512::attention,
   };
   return table;

@@ -44,10 +44,12 @@ const KernelTable& table_generic() {
       &generic::linear_packed,
       &generic::linear,
       &generic::softmax,
+      &generic::log_softmax,
       &generic::layer_norm,
       &generic::embed,
       &generic::relu_op,
       &generic::gelu_op,
+      generic::kAttnBk,
       &generic::attention,
   };
   return table;

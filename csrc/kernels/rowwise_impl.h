@@ -47,6 +47,37 @@ static void softmax(const float* x, float* y, int64_t rows, int64_t n) {
   });
 }
 
+// log_softmax over the last axis: y = x - max - log(sum(exp(x - max))), the
+// operation order of torch.log_softmax.
+static void log_softmax_row(const float* x, float* y, int64_t n) {
+  using V = Vec;
+  const float neg_inf = -__builtin_inff();
+  V::F vmax = V::set1(neg_inf);
+  for (int64_t j = 0; j < n; j += V::W) {
+    const int cnt = static_cast<int>(std::min<int64_t>(V::W, n - j));
+    vmax = V::max(vmax, load_n_or(x + j, cnt, neg_inf));
+  }
+  const float mx = V::hmax(vmax);
+  const V::F m = V::set1(mx);
+  V::F vsum = V::zero();
+  for (int64_t j = 0; j < n; j += V::W) {
+    const int cnt = static_cast<int>(std::min<int64_t>(V::W, n - j));
+    vsum = V::add(vsum, exp(V::sub(load_n_or(x + j, cnt, neg_inf), m)));
+  }
+  const V::F lse = V::set1(std::log(V::hsum(vsum)));
+  for (int64_t j = 0; j < n; j += V::W) {
+    const int cnt = static_cast<int>(std::min<int64_t>(V::W, n - j));
+    V::store_n(y + j, V::sub(V::sub(V::load_n(x + j, cnt), m), lse), cnt);
+  }
+}
+
+static void log_softmax(const float* x, float* y, int64_t rows, int64_t n) {
+  if (n == 0) return;
+  parallel_for(rows, threads_for(rows * n, 1 << 14), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) log_softmax_row(x + r * n, y + r * n, n);
+  });
+}
+
 // ---------------------------------------------------------------------------
 // layer_norm: y = (t - mean(t)) / sqrt(var(t) + eps) * weight + bias, t = x + residual
 // (biased variance, as the paper's LayerNorm and torch). x, residual, y [rows, n].

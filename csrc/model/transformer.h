@@ -35,6 +35,7 @@ struct TransformerConfig {
   bool tie_output = false;        // generator.weight = target embedding table
   bool output_bias = true;        // generator.bias present
   int64_t max_length = 1024;      // positions available
+  int64_t pad_id = 0, bos_id = 1, eos_id = 2;
 };
 
 // Self-attention with the three projections fused: in_proj [3E, E] is one GEMM.
@@ -86,6 +87,14 @@ class Transformer {
   // src_lengths [B] or null -> logits [B,T,tgt_vocab_size].
   void decode(const int32_t* tgt_ids, int64_t B, int64_t T, const float* memory, int64_t S,
               const int32_t* src_lengths, float* logits) const;
+
+  // Read-only access for the incremental decoder (decoder_state.h).
+  const kernels::KernelTable& kernels() const { return kt_; }
+  const std::vector<DecoderLayerWeights>& decoder_layers() const { return decoder_; }
+  const LayerNorm& decoder_norm() const { return decoder_norm_; }
+  const Linear& generator() const { return generator_; }
+  const float* target_embedding() const { return cfg_.share_embeddings ? src_embed_.data() : tgt_embed_.data(); }
+  const float* positions() const { return positions_.data(); }
 
  private:
   void build_padding_mask(const int32_t* lengths, int64_t B, int64_t S, std::vector<uint8_t>* mask) const;

@@ -11,7 +11,7 @@ import warnings as _warnings
 from . import _core
 from . import ops
 from .config import TransformerConfig
-from .model import Transformer
+from .model import GenerationResult, Transformer
 from .weights import WeightsError
 
 __version__ = "0.1.0"
@@ -24,6 +24,7 @@ __all__ = [
     "get_num_threads",
     "Transformer",
     "TransformerConfig",
+    "GenerationResult",
     "WeightsError",
 ]
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import math
 import os
-from typing import Any, Mapping, Optional, Tuple, Union
+import threading
+from typing import Any, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -12,7 +14,7 @@ from . import _core
 from .config import TransformerConfig
 from .weights import WeightsError, check_weights, convert_torch_state_dict
 
-__all__ = ["Transformer"]
+__all__ = ["Transformer", "GenerationResult"]
 
 _FORMAT = "pytransformer.Transformer"
 PathLike = Union[str, "os.PathLike[str]"]
@@ -58,6 +60,43 @@ def _lengths(value: Any, batch: int, length: int, name: str = "src_lengths") -> 
         b = int(np.argmax((arr < 0) | (arr > length)))
         raise ValueError(f"{name}[{b}] = {arr[b]} is outside [0, {length}] (the row has {length} positions)")
     return np.ascontiguousarray(arr, dtype=np.int32)
+
+
+@dataclasses.dataclass
+class GenerationResult:
+    """The hypotheses :meth:`Transformer.generate` found for one source, best first.
+
+    Attributes:
+        sequences: token ids of each hypothesis: the ``start_tokens`` (if any), then
+            the generated tokens. Neither the start token ``bos_id`` nor the final
+            ``eos_id`` is included.
+        scores: what beam search ranks by, ``log_prob / length ** length_penalty``
+            (``length`` = generated tokens, end-of-sequence included); None when
+            ``return_scores=False``.
+        log_probs: sum of the generated tokens' log-probabilities under the model
+            (temperature 1), end-of-sequence included; None when ``return_scores=False``.
+    """
+
+    sequences: List[List[int]]
+    scores: Optional[List[float]] = None
+    log_probs: Optional[List[float]] = None
+
+
+def _int_option(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _float_option(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
 
 
 class Transformer:
@@ -129,6 +168,161 @@ class Transformer:
                              f"d_model), got {memory.shape}")
         lengths = _lengths(src_lengths, ids.shape[0], memory.shape[1])
         return self._model.decode(ids, memory, lengths)
+
+    # -- generation ------------------------------------------------------------
+
+    def _generation_options(self, max_length, min_length, beam_size, length_penalty, num_hypotheses,
+                            sampling_topk, sampling_topp, sampling_temperature, seed, return_scores) -> dict:
+        max_length = _int_option("max_length", max_length, 1)
+        min_length = _int_option("min_length", min_length, 0)
+        if min_length > max_length:
+            raise ValueError(f"min_length ({min_length}) must be <= max_length ({max_length})")
+        beam_size = _int_option("beam_size", beam_size, 1)
+        num_hypotheses = _int_option("num_hypotheses", num_hypotheses, 1)
+        if num_hypotheses > beam_size:
+            raise ValueError(f"num_hypotheses ({num_hypotheses}) must be <= beam_size ({beam_size})")
+        length_penalty = _float_option("length_penalty", length_penalty)
+        sampling_topk = _int_option("sampling_topk", sampling_topk, 0)
+        sampling_topp = _float_option("sampling_topp", sampling_topp)
+        if not 0.0 < sampling_topp <= 1.0:
+            raise ValueError(f"sampling_topp must be in (0, 1], got {sampling_topp}")
+        sampling_temperature = _float_option("sampling_temperature", sampling_temperature)
+        if sampling_temperature <= 0.0:
+            raise ValueError(f"sampling_temperature must be > 0, got {sampling_temperature}")
+        if beam_size > 1 and sampling_topk != 1:
+            raise ValueError("sampling (sampling_topk != 1) works with beam_size=1 only")
+        if seed is None:
+            seed = int.from_bytes(os.urandom(8), "little")
+        else:
+            seed = _int_option("seed", seed, 0) % (1 << 64)
+        if not isinstance(return_scores, bool):
+            raise TypeError(f"return_scores must be a bool, got {type(return_scores).__name__}")
+        return dict(max_length=max_length, min_length=min_length, beam_size=beam_size,
+                    length_penalty=length_penalty, num_hypotheses=num_hypotheses, sampling_topk=sampling_topk,
+                    sampling_topp=sampling_topp, sampling_temperature=sampling_temperature, seed=seed,
+                    return_scores=return_scores)
+
+    def _start_tokens(self, start_tokens: Any, batch: int, max_length: int) -> Optional[List[List[int]]]:
+        if start_tokens is None:
+            return None
+        c = self._config
+        if isinstance(start_tokens, np.ndarray):
+            start_tokens = start_tokens.tolist()
+        if not isinstance(start_tokens, Sequence) or isinstance(start_tokens, (str, bytes)):
+            raise TypeError("start_tokens must be a list with one list of token ids per source")
+        if len(start_tokens) != batch:
+            raise ValueError(f"start_tokens must have one list per source ({batch}), got {len(start_tokens)}")
+        out = []
+        for b, row in enumerate(start_tokens):
+            if isinstance(row, np.ndarray):
+                row = row.tolist()
+            if not isinstance(row, Sequence) or isinstance(row, (str, bytes)):
+                raise TypeError(f"start_tokens[{b}] must be a list of token ids")
+            ids = []
+            for t in row:
+                if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+                    raise TypeError(f"start_tokens[{b}] must hold ints, got {type(t).__name__}")
+                if not 0 <= t < c.tgt_vocab_size:
+                    raise ValueError(f"start_tokens[{b}] contains {t}, not a valid target id "
+                                     f"(vocabulary size {c.tgt_vocab_size})")
+                ids.append(int(t))
+            out.append(ids)
+        longest = max((len(r) for r in out), default=0)
+        if longest + max_length > c.max_length:
+            raise ValueError(f"start tokens ({longest}) + max_length ({max_length}) exceed the model's "
+                             f"max_length ({c.max_length})")
+        return out
+
+    def generate(self, src_ids: Any, src_lengths: Any = None, *, max_length: int = 256, min_length: int = 0,
+                 beam_size: int = 1, length_penalty: float = 1.0, num_hypotheses: int = 1,
+                 sampling_topk: int = 1, sampling_topp: float = 1.0, sampling_temperature: float = 1.0,
+                 seed: Optional[int] = None, start_tokens: Any = None,
+                 return_scores: bool = True) -> List[GenerationResult]:
+        """Generate target sequences for a batch of sources (the whole loop runs in C++).
+
+        Every target starts with ``bos_id``; generation stops at ``eos_id`` or after
+        ``max_length`` generated tokens. The options follow CTranslate2's names:
+
+        Args:
+            src_ids, src_lengths: as for :meth:`encode` (sources of unequal lengths).
+            max_length: most tokens to generate per hypothesis (end-of-sequence
+                included; start tokens not counted).
+            min_length: end-of-sequence cannot be generated before this many tokens
+                (so ``min_length == max_length`` forces exactly that many).
+            beam_size: 1 for greedy search or sampling; K > 1 for beam search with K
+                beams. Beam search keeps, per step, the best 2K continuations, lets
+                only the top K finish (end-of-sequence or max_length), keeps the K best
+                finished hypotheses, and stops a source once its best running beam, at
+                its current length, cannot beat the worst of K finished ones (the
+                semantics of Hugging Face's beam search with ``early_stopping=False``).
+                Sources that are done leave the batch: their beams are not computed.
+            length_penalty: hypotheses are ranked by ``log_prob / length**length_penalty``.
+            num_hypotheses: hypotheses returned per source (<= beam_size).
+            sampling_topk: 1 (default) for greedy search; 0 samples from the whole
+                vocabulary; k > 1 from the k most likely tokens.
+            sampling_topp: nucleus sampling: sample from the smallest set of most
+                likely tokens whose probability reaches topp (after top-k).
+            sampling_temperature: logits are divided by it before sampling.
+            seed: seed of the sampler (reproducible results); None draws one.
+                Each source has its own stream, so its sample does not depend on the
+                other sources in the batch.
+            start_tokens: None, or one list of target ids per source forced right after
+                ``bos_id`` (a prefix); they are returned in ``sequences``.
+            return_scores: False skips computing log-probabilities (slightly faster).
+
+        Returns:
+            One :class:`GenerationResult` per source.
+        """
+        c = self._config
+        ids = _ids(src_ids, "src_ids", c.src_vocab_size, c.max_length)
+        lengths = _lengths(src_lengths, ids.shape[0], ids.shape[1])
+        opts = self._generation_options(max_length, min_length, beam_size, length_penalty, num_hypotheses,
+                                        sampling_topk, sampling_topp, sampling_temperature, seed, return_scores)
+        start = self._start_tokens(start_tokens, ids.shape[0], opts["max_length"])
+        raw = self._model.generate(ids, lengths, start, opts)
+        results = []
+        for hyps in raw:
+            seqs = [list(t) for t, _, _ in hyps]
+            if return_scores:
+                results.append(GenerationResult(seqs, [float(s) for _, s, _ in hyps],
+                                                [float(lp) for _, _, lp in hyps]))
+            else:
+                results.append(GenerationResult(seqs))
+        return results
+
+    def generate_tokens(self, src_ids: Any, *, max_length: int = 256, min_length: int = 0,
+                        sampling_topk: int = 1, sampling_topp: float = 1.0, sampling_temperature: float = 1.0,
+                        seed: Optional[int] = None, start_tokens: Any = None) -> Iterator[int]:
+        """Generate for one source, yielding each new token id as soon as it exists.
+
+        For streaming UIs: greedy search (default) or sampling, with the options of
+        :meth:`generate`. ``src_ids`` is one sequence of ids (``[S]`` or ``[1, S]``);
+        ``start_tokens`` one list of forced ids (not yielded). Stops after
+        end-of-sequence (not yielded) or ``max_length`` tokens. Each step is one call
+        into C++; the iterator may be abandoned at any time.
+        """
+        c = self._config
+        arr = src_ids if isinstance(src_ids, np.ndarray) else np.asarray(src_ids)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        ids = _ids(arr, "src_ids", c.src_vocab_size, c.max_length)
+        if ids.shape[0] != 1:
+            raise ValueError(f"generate_tokens takes one source, got a batch of {ids.shape[0]}")
+        opts = self._generation_options(max_length, min_length, 1, 1.0, 1, sampling_topk, sampling_topp,
+                                        sampling_temperature, seed, False)
+        start = self._start_tokens(None if start_tokens is None else [start_tokens], 1, opts["max_length"])
+        stream = self._model.stream(ids, start, opts)
+        lock = threading.Lock()
+
+        def tokens() -> Iterator[int]:
+            while True:
+                with lock:
+                    tok = stream.next()
+                if tok < 0:
+                    return
+                yield tok
+
+        return tokens()
 
     # -- weights and files -----------------------------------------------------
 

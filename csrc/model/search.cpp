@@ -1,0 +1,467 @@
+#include "model/search.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+
+namespace pt::model {
+
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+// The "impossible" score of Hugging Face's beam search: keeping the same constant
+// (in float32) makes the same choices in the same corner cases.
+constexpr float kImpossible = -1.0e9f;
+
+std::vector<float> encode_memory(const Transformer& model, const int32_t* src_ids, int64_t B, int64_t S,
+                                 const int32_t* src_lengths) {
+  std::vector<float> memory(static_cast<size_t>(B * S * model.config().d_model));
+  model.encode(src_ids, B, S, src_lengths, memory.data());
+  return memory;
+}
+
+int64_t max_prefix(const std::vector<std::vector<int32_t>>& start_tokens) {
+  int64_t m = 0;
+  for (const auto& p : start_tokens) m = std::max<int64_t>(m, static_cast<int64_t>(p.size()));
+  return m;
+}
+
+float length_normalizer(int64_t length, float penalty) {
+  return static_cast<float>(std::pow(static_cast<double>(length), static_cast<double>(penalty)));
+}
+
+// ---------------------------------------------------------------------------
+// Greedy search and sampling: one row per source.
+// ---------------------------------------------------------------------------
+
+// Picks the next token of one row from its logits.
+class TokenChooser {
+ public:
+  TokenChooser(const GenerationOptions& o, int64_t vocab) : o_(o), vocab_(vocab) {
+    if (!greedy()) {
+      scratch_.resize(static_cast<size_t>(vocab));
+      order_.resize(static_cast<size_t>(vocab));
+    }
+  }
+  bool greedy() const { return o_.sampling_topk == 1; }
+
+  // logits [vocab]; eos < 0 or a token that must not be chosen.
+  int32_t choose(const float* logits, int32_t blocked, std::mt19937_64& rng) {
+    if (greedy()) {
+      int32_t best = -1;
+      float bv = kNegInf;
+      for (int64_t v = 0; v < vocab_; ++v)
+        if (v != blocked && (logits[v] > bv || best < 0)) {
+          best = static_cast<int32_t>(v);
+          bv = logits[v];
+        }
+      return best;
+    }
+    // Sampling: temperature, then top-k, then top-p, from the remaining mass.
+    const float inv_t = 1.0f / o_.sampling_temperature;
+    int64_t n = 0;
+    for (int64_t v = 0; v < vocab_; ++v)
+      if (v != blocked) order_[static_cast<size_t>(n++)] = static_cast<int32_t>(v);
+    auto by_logit = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+    int64_t keep = n;
+    if (o_.sampling_topk > 0 && o_.sampling_topk < n) {
+      keep = o_.sampling_topk;
+      std::partial_sort(order_.begin(), order_.begin() + keep, order_.begin() + n, by_logit);
+    } else if (o_.sampling_topp < 1.0f) {
+      std::sort(order_.begin(), order_.begin() + n, by_logit);
+    }
+    if (keep == 0) return -1;
+    float mx = kNegInf;
+    for (int64_t i = 0; i < keep; ++i) mx = std::max(mx, logits[order_[static_cast<size_t>(i)]]);
+    double total = 0.0;
+    for (int64_t i = 0; i < keep; ++i) {
+      const double p = std::exp(static_cast<double>((logits[order_[static_cast<size_t>(i)]] - mx) * inv_t));
+      scratch_[static_cast<size_t>(i)] = static_cast<float>(p);
+      total += p;
+    }
+    if (o_.sampling_topp < 1.0f) {
+      // Sorted by probability: keep the smallest prefix whose mass reaches topp.
+      double cum = 0.0;
+      int64_t k = 0;
+      while (k < keep) {
+        cum += scratch_[static_cast<size_t>(k)];
+        ++k;
+        if (cum >= o_.sampling_topp * total) break;
+      }
+      keep = k;
+      total = cum;
+    }
+    const double u = static_cast<double>(rng() >> 11) * (1.0 / 9007199254740992.0);  // [0, 1)
+    double target = u * total, acc = 0.0;
+    for (int64_t i = 0; i < keep; ++i) {
+      acc += scratch_[static_cast<size_t>(i)];
+      if (target < acc) return order_[static_cast<size_t>(i)];
+    }
+    return order_[static_cast<size_t>(keep - 1)];
+  }
+
+ private:
+  const GenerationOptions& o_;
+  int64_t vocab_;
+  std::vector<float> scratch_;
+  std::vector<int32_t> order_;
+};
+
+struct SampledSource {
+  std::vector<int32_t> prefix, out;
+  int64_t generated = 0;
+  float log_prob = 0.0f;
+  bool done = false;
+  std::mt19937_64 rng;
+};
+
+// Runs greedy/sampled decoding for all sources; per-step callback optional.
+class SamplingRun {
+ public:
+  SamplingRun(const Transformer& model, const float* memory, int64_t B, int64_t S, const int32_t* src_lengths,
+              const std::vector<std::vector<int32_t>>& start_tokens, const GenerationOptions& o)
+      : model_(model),
+        o_(o),
+        state_(model, memory, B, S, src_lengths, 1, max_prefix(start_tokens) + o.max_length),
+        chooser_(o, model.config().tgt_vocab_size),
+        sources_(static_cast<size_t>(B)),
+        bos_(static_cast<int32_t>(model.config().bos_id)),
+        eos_(static_cast<int32_t>(model.config().eos_id)) {
+    const int64_t V = model.config().tgt_vocab_size;
+    for (int64_t b = 0; b < B; ++b) {
+      SampledSource& s = sources_[static_cast<size_t>(b)];
+      if (!start_tokens.empty()) s.prefix = start_tokens[static_cast<size_t>(b)];
+      s.out.reserve(s.prefix.size() + static_cast<size_t>(o.max_length));
+      // One stream per source: a source's samples do not depend on the others.
+      s.rng.seed(o.seed ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(b + 1)));
+      active_.push_back(b);
+    }
+    tokens_.assign(static_cast<size_t>(B), bos_);
+    logp_.resize(static_cast<size_t>(B * V));
+  }
+
+  bool finished() const { return active_.empty(); }
+
+  // One decoder step for every active source. Returns, per active source before the
+  // step, the token it produced (-1: finished without a new token).
+  void step(std::vector<std::pair<int64_t, int32_t>>* produced) {
+    const int64_t V = model_.config().tgt_vocab_size, R = state_.rows();
+    const float* logits = state_.advance(tokens_.data());
+    const bool need_logp = o_.return_scores;
+    if (need_logp) model_.kernels().log_softmax(logits, logp_.data(), R, V);
+    std::vector<int64_t> keep;
+    for (int64_t r = 0; r < R; ++r) {
+      SampledSource& s = sources_[static_cast<size_t>(active_[static_cast<size_t>(r)])];
+      int32_t next;
+      if (s.out.size() < s.prefix.size()) {
+        next = s.prefix[s.out.size()];
+        s.out.push_back(next);
+      } else {
+        const int32_t blocked = s.generated < o_.min_length ? eos_ : -1;
+        next = chooser_.choose(logits + r * V, blocked, s.rng);
+        if (need_logp) s.log_prob += logp_[static_cast<size_t>(r * V + next)];
+        ++s.generated;
+        if (next == eos_)
+          s.done = true;
+        else
+          s.out.push_back(next);
+        if (s.generated >= o_.max_length) s.done = true;
+      }
+      if (produced) produced->push_back({active_[static_cast<size_t>(r)], next});
+      if (!s.done) {
+        tokens_[keep.size()] = next;
+        keep.push_back(r);
+      }
+    }
+    if (static_cast<int64_t>(keep.size()) != R) {
+      state_.keep_sources(keep);
+      std::vector<int64_t> still;
+      for (int64_t r : keep) still.push_back(active_[static_cast<size_t>(r)]);
+      active_.swap(still);
+    }
+  }
+
+  std::vector<std::vector<Hypothesis>> results() const {
+    std::vector<std::vector<Hypothesis>> all;
+    for (const SampledSource& s : sources_) {
+      Hypothesis h;
+      h.tokens = s.out;
+      h.log_prob = s.log_prob;
+      h.score = s.generated > 0 ? s.log_prob / length_normalizer(s.generated, o_.length_penalty) : 0.0f;
+      all.push_back({h});
+    }
+    return all;
+  }
+
+ private:
+  const Transformer& model_;
+  const GenerationOptions& o_;
+  DecoderState state_;
+  TokenChooser chooser_;
+  std::vector<SampledSource> sources_;
+  std::vector<int64_t> active_;  // source of each active row
+  std::vector<int32_t> tokens_;
+  std::vector<float> logp_;
+  int32_t bos_, eos_;
+};
+
+// ---------------------------------------------------------------------------
+// Beam search, with the semantics of Hugging Face transformers' beam search
+// (early_stopping=False): 2K candidates per step, finished hypotheses only from the
+// top K, K finished slots, and its stopping heuristic.
+// ---------------------------------------------------------------------------
+
+struct Finished {
+  float score = kImpossible;  // length-normalised
+  float log_prob = 0.0f;
+  bool finished = false;
+  std::vector<int32_t> tokens;
+};
+
+struct BeamSource {
+  std::vector<int32_t> prefix;
+  std::vector<std::vector<int32_t>> seqs;  // K running sequences (no BOS)
+  std::vector<float> scores;               // K running log-probabilities
+  std::vector<Finished> slots;             // K, best first
+  int64_t generated = 0;
+  bool improvable = true;
+  bool done = false;
+};
+
+std::vector<std::vector<Hypothesis>> beam_search(const Transformer& model, const float* memory, int64_t B, int64_t S,
+                                                 const int32_t* src_lengths,
+                                                 const std::vector<std::vector<int32_t>>& start_tokens,
+                                                 const GenerationOptions& o, int32_t bos, int32_t eos) {
+  const int64_t K = o.beam_size, V = model.config().tgt_vocab_size;
+  DecoderState state(model, memory, B, S, src_lengths, K, max_prefix(start_tokens) + o.max_length);
+  std::vector<BeamSource> src(static_cast<size_t>(B));
+  std::vector<int64_t> active;
+  for (int64_t b = 0; b < B; ++b) {
+    BeamSource& s = src[static_cast<size_t>(b)];
+    if (!start_tokens.empty()) s.prefix = start_tokens[static_cast<size_t>(b)];
+    s.seqs.assign(static_cast<size_t>(K), {});
+    s.scores.assign(static_cast<size_t>(K), kImpossible);
+    s.scores[0] = 0.0f;
+    s.slots.assign(static_cast<size_t>(K), Finished{});
+    active.push_back(b);
+  }
+  std::vector<int32_t> tokens(static_cast<size_t>(B * K), bos), parent(static_cast<size_t>(B * K));
+  std::vector<float> logp(static_cast<size_t>(B * K * V));
+  struct Cand {
+    float score;
+    int64_t index;  // beam * V + token
+  };
+  std::vector<Cand> cands;
+  const int64_t C = 2 * K;  // candidates kept per step
+
+  while (!active.empty()) {
+    const int64_t R = state.rows();
+    const float* logits = state.advance(tokens.data());
+    model.kernels().log_softmax(logits, logp.data(), R, V);
+    std::vector<int64_t> keep;
+    for (int64_t a = 0; a < static_cast<int64_t>(active.size()); ++a) {
+      BeamSource& s = src[static_cast<size_t>(active[static_cast<size_t>(a)])];
+      const int64_t r0 = a * K;
+      if (s.seqs[0].size() < s.prefix.size()) {  // forced start tokens
+        const int32_t tok = s.prefix[s.seqs[0].size()];
+        for (int64_t i = 0; i < K; ++i) {
+          s.seqs[static_cast<size_t>(i)].push_back(tok);
+          tokens[static_cast<size_t>(r0 + i)] = tok;
+          parent[static_cast<size_t>(r0 + i)] = static_cast<int32_t>(r0 + i);
+        }
+        keep.push_back(a);
+        continue;
+      }
+      float* lp = logp.data() + r0 * V;
+      if (s.generated < o.min_length)
+        for (int64_t i = 0; i < K; ++i) lp[i * V + eos] = kNegInf;
+      // Top 2K of score[i] + logp[i][v] over all beams i and tokens v.
+      cands.clear();
+      auto worse = [](const Cand& x, const Cand& y) {
+        return x.score > y.score || (x.score == y.score && x.index < y.index);
+      };  // heap ordered so the worst kept candidate is at the front
+      for (int64_t i = 0; i < K; ++i) {
+        const float base = s.scores[static_cast<size_t>(i)];
+        for (int64_t v = 0; v < V; ++v) {
+          const Cand c{base + lp[i * V + v], i * V + v};
+          if (static_cast<int64_t>(cands.size()) < C) {
+            cands.push_back(c);
+            std::push_heap(cands.begin(), cands.end(), worse);
+          } else if (worse(c, cands.front())) {
+            std::pop_heap(cands.begin(), cands.end(), worse);
+            cands.back() = c;
+            std::push_heap(cands.begin(), cands.end(), worse);
+          }
+        }
+      }
+      std::sort(cands.begin(), cands.end(), worse);  // best first
+      const int64_t n = static_cast<int64_t>(cands.size());
+      const bool at_max = s.generated + 1 >= o.max_length;
+      std::vector<bool> hit(static_cast<size_t>(n));
+      for (int64_t j = 0; j < n; ++j) hit[static_cast<size_t>(j)] = at_max || cands[static_cast<size_t>(j)].index % V == eos;
+
+      // Finished candidates (only among the top K) enter the K slots if better.
+      const float norm = length_normalizer(s.generated + 1, o.length_penalty);
+      std::vector<Finished> merged = s.slots;
+      for (int64_t j = 0; j < n; ++j) {
+        Finished f;
+        const Cand& c = cands[static_cast<size_t>(j)];
+        f.score = c.score / norm;
+        f.log_prob = c.score;
+        f.finished = j < K && hit[static_cast<size_t>(j)] && s.improvable;
+        if (!f.finished) f.score += kImpossible;
+        if (f.finished) {
+          const auto& base = s.seqs[static_cast<size_t>(c.index / V)];
+          f.tokens = base;
+          const int32_t tok = static_cast<int32_t>(c.index % V);
+          if (tok != eos) f.tokens.push_back(tok);
+        }
+        merged.push_back(std::move(f));
+      }
+      std::stable_sort(merged.begin(), merged.end(), [](const Finished& x, const Finished& y) { return x.score > y.score; });
+      merged.resize(static_cast<size_t>(K));
+      s.slots = std::move(merged);
+
+      // The K best unfinished candidates continue.
+      std::vector<int64_t> order(static_cast<size_t>(n));
+      std::iota(order.begin(), order.end(), 0);
+      auto running_score = [&](int64_t j) {
+        return cands[static_cast<size_t>(j)].score + (hit[static_cast<size_t>(j)] ? kImpossible : 0.0f);
+      };
+      std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return running_score(x) > running_score(y); });
+      std::vector<std::vector<int32_t>> seqs(static_cast<size_t>(K));
+      std::vector<float> scores(static_cast<size_t>(K));
+      for (int64_t i = 0; i < K; ++i) {
+        const int64_t j = order[static_cast<size_t>(i)];
+        const Cand& c = cands[static_cast<size_t>(j)];
+        const int64_t beam = c.index / V;
+        const int32_t tok = static_cast<int32_t>(c.index % V);
+        seqs[static_cast<size_t>(i)] = s.seqs[static_cast<size_t>(beam)];
+        seqs[static_cast<size_t>(i)].push_back(tok);
+        scores[static_cast<size_t>(i)] = running_score(j);
+        tokens[static_cast<size_t>(r0 + i)] = tok;
+        parent[static_cast<size_t>(r0 + i)] = static_cast<int32_t>(r0 + beam);
+      }
+      s.seqs.swap(seqs);
+      s.scores.swap(scores);
+      ++s.generated;
+
+      // Stop when the best running beam, at its current length, cannot beat the
+      // worst finished one (every slot filled), or at max_length.
+      bool all_filled = true;
+      float worst = std::numeric_limits<float>::infinity();
+      for (const Finished& f : s.slots) {
+        all_filled &= f.finished;
+        worst = std::min(worst, f.score);
+      }
+      const float best_possible = s.scores[0] / length_normalizer(s.generated, o.length_penalty);
+      if (all_filled && !(best_possible > worst)) s.improvable = false;
+      bool all_hit = true;
+      for (int64_t j = 0; j < n; ++j) all_hit &= hit[static_cast<size_t>(j)];
+      s.done = !s.improvable || all_hit;
+      if (!s.done) keep.push_back(a);
+    }
+    // Rows follow their parents; finished sources leave the batch.
+    state.reorder(parent.data());
+    if (static_cast<int64_t>(keep.size()) != static_cast<int64_t>(active.size())) {
+      std::vector<int64_t> still;
+      for (size_t n = 0; n < keep.size(); ++n) {
+        const int64_t a = keep[n];
+        still.push_back(active[static_cast<size_t>(a)]);
+        for (int64_t i = 0; i < K; ++i)
+          tokens[static_cast<size_t>(static_cast<int64_t>(n) * K + i)] = tokens[static_cast<size_t>(a * K + i)];
+      }
+      state.keep_sources(keep);
+      active.swap(still);
+    }
+  }
+  std::vector<std::vector<Hypothesis>> all;
+  for (const BeamSource& s : src) {
+    std::vector<Hypothesis> hyps;
+    for (int64_t i = 0; i < o.num_hypotheses; ++i) {
+      const Finished& f = s.slots[static_cast<size_t>(i)];
+      Hypothesis h;
+      h.tokens = f.tokens;
+      h.score = f.score;
+      h.log_prob = f.log_prob;
+      hyps.push_back(std::move(h));
+    }
+    all.push_back(std::move(hyps));
+  }
+  return all;
+}
+
+void check_options(const Transformer& model, const GenerationOptions& o, int64_t prefix) {
+  const auto& c = model.config();
+  if (o.max_length < 1) throw std::invalid_argument("max_length must be >= 1");
+  if (o.min_length < 0 || o.min_length > o.max_length) throw std::invalid_argument("min_length must be in [0, max_length]");
+  if (o.beam_size < 1) throw std::invalid_argument("beam_size must be >= 1");
+  if (o.num_hypotheses < 1 || o.num_hypotheses > o.beam_size)
+    throw std::invalid_argument("num_hypotheses must be in [1, beam_size]");
+  if (o.sampling_topk < 0) throw std::invalid_argument("sampling_topk must be >= 0");
+  if (!(o.sampling_topp > 0.0f && o.sampling_topp <= 1.0f)) throw std::invalid_argument("sampling_topp must be in (0, 1]");
+  if (!(o.sampling_temperature > 0.0f) || !std::isfinite(o.sampling_temperature))
+    throw std::invalid_argument("sampling_temperature must be > 0");
+  if (o.beam_size > 1 && o.sampling_topk != 1) throw std::invalid_argument("sampling needs beam_size == 1");
+  if (prefix + o.max_length > c.max_length)
+    throw std::invalid_argument("start tokens + max_length exceed the model's max_length");
+}
+
+}  // namespace
+
+std::vector<std::vector<Hypothesis>> generate(const Transformer& model, const int32_t* src_ids, int64_t B, int64_t S,
+                                              const int32_t* src_lengths,
+                                              const std::vector<std::vector<int32_t>>& start_tokens,
+                                              const GenerationOptions& o) {
+  if (!start_tokens.empty() && static_cast<int64_t>(start_tokens.size()) != B)
+    throw std::invalid_argument("start_tokens must have one entry per source");
+  check_options(model, o, max_prefix(start_tokens));
+  if (B == 0) return {};
+  const std::vector<float> memory = encode_memory(model, src_ids, B, S, src_lengths);
+  const int32_t bos = static_cast<int32_t>(model.config().bos_id), eos = static_cast<int32_t>(model.config().eos_id);
+  if (o.beam_size > 1) return beam_search(model, memory.data(), B, S, src_lengths, start_tokens, o, bos, eos);
+  SamplingRun run(model, memory.data(), B, S, src_lengths, start_tokens, o);
+  while (!run.finished()) run.step(nullptr);
+  return run.results();
+}
+
+struct TokenStream::Impl {
+  std::vector<float> memory;
+  GenerationOptions options;
+  std::unique_ptr<SamplingRun> run;
+  std::vector<std::pair<int64_t, int32_t>> produced;
+  size_t prefix = 0, seen = 0;
+  int32_t eos = 2;
+};
+
+TokenStream::TokenStream(const Transformer& model, const int32_t* src_ids, int64_t S,
+                         const std::vector<int32_t>& start_tokens, const GenerationOptions& options)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->options = options;
+  check_options(model, options, static_cast<int64_t>(start_tokens.size()));
+  if (options.beam_size != 1) throw std::invalid_argument("streaming supports greedy search and sampling only");
+  impl_->memory = encode_memory(model, src_ids, 1, S, nullptr);
+  impl_->run = std::make_unique<SamplingRun>(model, impl_->memory.data(), 1, S, nullptr,
+                                             std::vector<std::vector<int32_t>>{start_tokens}, impl_->options);
+  impl_->prefix = start_tokens.size();
+  impl_->eos = static_cast<int32_t>(model.config().eos_id);
+}
+
+TokenStream::~TokenStream() = default;
+
+int32_t TokenStream::next() {
+  Impl& s = *impl_;
+  while (!s.run->finished()) {
+    s.produced.clear();
+    s.run->step(&s.produced);
+    const int32_t tok = s.produced.empty() ? -1 : s.produced[0].second;
+    if (s.seen++ < s.prefix) continue;  // forced start tokens are not reported
+    if (tok == s.eos) return -1;
+    return tok;
+  }
+  return -1;
+}
+
+}  // namespace pt::model

@@ -1,0 +1,56 @@
+// Generation: greedy search, sampling and beam search over DecoderState, the
+// whole loop in C++ (one call from Python runs every step).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "model/decoder_state.h"
+#include "model/transformer.h"
+
+namespace pt::model {
+
+struct GenerationOptions {
+  int64_t max_length = 256;      // tokens to generate at most (EOS included, start tokens not)
+  int64_t min_length = 0;        // EOS is suppressed until this many tokens were generated
+  int64_t beam_size = 1;
+  float length_penalty = 1.0f;   // score = log_prob / length^length_penalty
+  int64_t num_hypotheses = 1;    // <= beam_size
+  int64_t sampling_topk = 1;     // 1: greedy; 0: the whole vocabulary
+  float sampling_topp = 1.0f;    // nucleus: smallest set of tokens with probability >= topp
+  float sampling_temperature = 1.0f;
+  uint64_t seed = 0;
+  bool return_scores = true;
+};
+
+struct Hypothesis {
+  std::vector<int32_t> tokens;  // start tokens, then generated tokens; no BOS, no EOS
+  float score = 0.0f;           // log_prob / generated_length^length_penalty
+  float log_prob = 0.0f;        // sum of the generated tokens' log-probabilities (EOS included)
+};
+
+// One entry per source: options.num_hypotheses hypotheses, best first.
+// src_ids [B,S]; src_lengths [B] or null; start_tokens: empty or B forced prefixes.
+std::vector<std::vector<Hypothesis>> generate(const Transformer& model, const int32_t* src_ids, int64_t B, int64_t S,
+                                              const int32_t* src_lengths,
+                                              const std::vector<std::vector<int32_t>>& start_tokens,
+                                              const GenerationOptions& options);
+
+// Greedy or sampled decoding of one source, one token per next() call (streaming).
+class TokenStream {
+ public:
+  TokenStream(const Transformer& model, const int32_t* src_ids, int64_t S, const std::vector<int32_t>& start_tokens,
+              const GenerationOptions& options);
+  ~TokenStream();
+  // The next generated token, or -1 once EOS or max_length is reached (EOS itself
+  // is not returned). Start tokens are not returned either.
+  int32_t next();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pt::model
