@@ -28,12 +28,13 @@ std::vector<int64_t> shape_of(const py::array& a) {
 Activation parse_activation(py::handle obj, const char* fn) {
   if (obj.is_none()) return Activation::kNone;
   if (!py::isinstance<py::str>(obj))
-    throw py::type_error(std::string(fn) + ": activation must be None, 'relu' or 'gelu', got " +
+    throw py::type_error(std::string(fn) + ": activation must be None, 'relu', 'gelu' or 'silu', got " +
                          std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
   const std::string s = obj.cast<std::string>();
   if (s == "relu") return Activation::kRelu;
   if (s == "gelu") return Activation::kGelu;
-  throw py::value_error(std::string(fn) + ": activation must be None, 'relu' or 'gelu', got '" + s + "'");
+  if (s == "silu") return Activation::kSilu;
+  throw py::value_error(std::string(fn) + ": activation must be None, 'relu', 'gelu' or 'silu', got '" + s + "'");
 }
 
 float finite_float(py::handle obj, const char* fn, const char* name) {
@@ -120,6 +121,7 @@ py::array_t<float> elementwise(py::handle x_obj, const char* fn, Kernel kernel) 
 
 py::array_t<float> relu(py::handle x) { return elementwise(x, "relu", kernels::active().relu); }
 py::array_t<float> gelu(py::handle x) { return elementwise(x, "gelu", kernels::active().gelu); }
+py::array_t<float> silu(py::handle x) { return elementwise(x, "silu", kernels::active().silu); }
 
 py::array_t<float> attention(py::handle q_obj, py::handle k_obj, py::handle v_obj, py::handle mask_obj, bool causal,
                              py::handle scale_obj) {
@@ -205,8 +207,8 @@ void bind_ops(py::module_& m) {
         R"doc(y = activation(x @ weight.T + bias), as torch.nn.functional.linear.
 
 x: float32 [..., in_features]; weight: float32 [out_features, in_features];
-bias: float32 [out_features] or None; activation: None, "relu" or "gelu" (exact erf
-form), fused into the output write. Returns a new float32 [..., out_features].)doc");
+bias: float32 [out_features] or None; activation: None, "relu", "gelu" (exact erf
+form) or "silu", fused into the output write. Returns a new float32 [..., out_features].)doc");
   m.def("softmax", &softmax, "x"_a, "Softmax over the last axis (numerically stable). Returns a new array.");
   m.def("layer_norm", &layer_norm, "x"_a, "weight"_a, "bias"_a, "eps"_a = 1e-5, "residual"_a = py::none(),
         R"doc(LayerNorm over the last axis of (x + residual): (t - mean) / sqrt(var + eps) * weight + bias.
@@ -215,6 +217,7 @@ Biased variance, as torch.nn.LayerNorm. weight/bias: float32 [x.shape[-1]] or No
 (1 / 0). residual: None or an array of x's shape, added before normalising.)doc");
   m.def("relu", &relu, "x"_a, "max(x, 0), element-wise; NaN stays NaN.");
   m.def("gelu", &gelu, "x"_a, "x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), element-wise (the exact form).");
+  m.def("silu", &silu, "x"_a, "x * sigmoid(x) (SiLU, a.k.a. swish), element-wise.");
   m.def("attention", &attention, "q"_a, "k"_a, "v"_a, py::kw_only(), "key_padding_mask"_a = py::none(),
         "causal"_a = false, "scale"_a = py::none(),
         R"doc(Scaled dot-product attention: softmax(scale * q @ k^T + mask) @ v.

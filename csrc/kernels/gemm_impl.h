@@ -98,6 +98,7 @@ struct GemmEpilogue {
 static inline Vec::F apply_activation(Vec::F v, Activation act) {
   if (act == Activation::kRelu) return relu(v);
   if (act == Activation::kGelu) return gelu(v);
+  if (act == Activation::kSilu) return silu(v);
   return v;
 }
 

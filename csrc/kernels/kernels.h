@@ -13,7 +13,7 @@
 
 namespace pt::kernels {
 
-enum class Activation : int { kNone = 0, kRelu = 1, kGelu = 2 };
+enum class Activation : int { kNone = 0, kRelu = 1, kGelu = 2, kSilu = 3 };
 
 // Strided view of a [B, H, L, D] tensor: element (b, h, i, d) lives at
 // data[b*batch_stride + h*head_stride + i*row_stride + d]; or, when `transposed`
@@ -64,6 +64,7 @@ struct KernelTable {
   // --- Element-wise: x, y [n]; y may alias x ---------------------------------------
   void (*relu)(const float* x, float* y, int64_t n);
   void (*gelu)(const float* x, float* y, int64_t n);
+  void (*silu)(const float* x, float* y, int64_t n);  // x * sigmoid(x), a.k.a. swish
 
   // --- Attention -----------------------------------------------------------------
   // Keys per block of the attention kernel: a transposed K must be padded to a

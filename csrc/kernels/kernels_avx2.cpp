@@ -50,6 +50,7 @@ const KernelTable& table_avx2() {
       &avx2::embed,
       &avx2::relu_op,
       &avx2::gelu_op,
+      &avx2::silu_op,
       avx2::kAttnBk,
       &avx2::attention,
   };

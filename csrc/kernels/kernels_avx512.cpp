@@ -51,6 +51,7 @@ const KernelTable& table_avx512() {
       &avx512::embed,
       &avx512::relu_op,
       &avx512::gelu_op,
+      &avx512::silu_op,
       avx512::kAttnBk,
       &avx512::attention,
   };

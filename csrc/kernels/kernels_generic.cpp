@@ -49,6 +49,7 @@ const KernelTable& table_generic() {
       &generic::embed,
       &generic::relu_op,
       &generic::gelu_op,
+      &generic::silu_op,
       generic::kAttnBk,
       &generic::attention,
   };

@@ -1,4 +1,5 @@
-// Row-wise and element-wise kernels: softmax, layer_norm, relu, gelu.
+// Row-wise and element-wise kernels: softmax, log_softmax, layer_norm, embed, relu,
+// gelu, silu.
 // Included inside an ISA namespace after simd_<isa>.h and simd_math.h.
 //
 // Row tails use masked vector loads/stores, so every element of a row goes through
@@ -171,4 +172,8 @@ static void relu_op(const float* x, float* y, int64_t n) {
 
 static void gelu_op(const float* x, float* y, int64_t n) {
   elementwise(x, y, n, [](Vec::F v) { return gelu(v); }, 1 << 13);
+}
+
+static void silu_op(const float* x, float* y, int64_t n) {
+  elementwise(x, y, n, [](Vec::F v) { return silu(v); }, 1 << 13);
 }

@@ -89,6 +89,12 @@ inline Vec::F gelu(Vec::F x) {
   return V::select(positive, V::mul(x, V::sub(V::set1(1.0f), e)), V::select(V::isnan(x), x, e));
 }
 
+// silu(x) = x * sigmoid(x) = x / (1 + e^-x). For x < -88.7, e^-x = inf and the
+// result is -0 (the true value is below 1e-36).
+inline Vec::F silu(Vec::F x) {
+  return Vec::div(x, Vec::add(Vec::set1(1.0f), exp(Vec::sub(Vec::zero(), x))));
+}
+
 inline Vec::F relu(Vec::F x) {
   // max(0, x): x86 max returns its second operand when either is NaN, so NaN stays NaN.
   return Vec::max(Vec::zero(), x);

@@ -12,7 +12,7 @@ several Python threads at once.
 ``linear(x, weight, ...)``    ``activation(x @ weight.T + bias)``, torch layout
 ``softmax(x)``                over the last axis
 ``layer_norm(x, w, b, ...)``  LayerNorm of ``x + residual`` over the last axis
-``relu(x)``, ``gelu(x)``      element-wise (gelu: exact erf form)
+``relu``, ``gelu``, ``silu``  element-wise (gelu: exact erf form; silu: x sigmoid(x))
 ``attention(q, k, v, ...)``   scaled dot-product attention, [B, H, L, D]
 ``multi_head_attention(...)`` ``nn.MultiheadAttention`` weights, batch-first
 ``positional_encoding(L, d)`` the paper's sinusoids
@@ -27,6 +27,7 @@ from ._core.ops import (  # noqa: F401  (re-exported; documented in _core.pyi)
     multi_head_attention,
     positional_encoding,
     relu,
+    silu,
     softmax,
 )
 
@@ -36,6 +37,7 @@ __all__ = [
     "layer_norm",
     "relu",
     "gelu",
+    "silu",
     "attention",
     "multi_head_attention",
     "positional_encoding",
