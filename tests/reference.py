@@ -44,7 +44,14 @@ def gelu(x):
     return np.asarray(_gelu_ufunc(x), dtype=np.float64).reshape(x.shape)
 
 
-_ACTIVATIONS = {None: lambda z: z, "relu": relu, "gelu": gelu}
+def silu(x):
+    """SiLU ("swish"): x * sigmoid(x) = x / (1 + exp(-x)); silu(-inf) = 0 (the limit)."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.where(x == -np.inf, 0.0, x / (1.0 + np.exp(-x)))
+
+
+_ACTIVATIONS = {None: lambda z: z, "relu": relu, "gelu": gelu, "silu": silu}
 
 # ---------------------------------------------------------------------------
 # Linear

@@ -202,7 +202,7 @@ def test_shape_error_states_expected_shape():
 
 @pytest.mark.parametrize("activation", ["tanh", "RELU", "Gelu", "", "gelu_tanh", "none"])
 def test_bad_activation_string_is_value_error(activation):
-    with pytest.raises(ValueError, match="linear: activation must be None, 'relu' or 'gelu'"):
+    with pytest.raises(ValueError, match="linear: activation must be None, 'relu', 'gelu' or 'silu'"):
         call_with("linear", activation=activation)
 
 

@@ -1,4 +1,4 @@
-"""pt.ops.relu and pt.ops.gelu against the float64 reference, for every ISA."""
+"""pt.ops.relu, pt.ops.gelu and pt.ops.silu against the float64 reference, for every ISA."""
 
 from __future__ import annotations
 
@@ -153,3 +153,45 @@ def test_property_gelu_bounds(x):
         y = pt.ops.gelu(x)
         assert np.all(y >= np.minimum(x, 0)) and np.all(y <= np.maximum(x, 0))
         assert np.all(y >= -0.1700426)
+
+
+# ---------------------------------------------------------------------------
+# silu
+# ---------------------------------------------------------------------------
+
+
+def check_silu(x):
+    out = pt.ops.silu(x)
+    # Full relative accuracy everywhere, down to the denormals.
+    assert_close(out, ref.silu(x), RTOL, atol=DENORM_ULP)
+    return out
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_silu_sizes(isa, rng, n):
+    check_silu(randn(rng, n, scale=4.0))
+
+
+@pytest.mark.parametrize("shape", [(), (3, 5), (2, 3, 17)])
+def test_silu_ranks(isa, rng, shape):
+    out = check_silu(randn(rng, *shape, scale=3.0))
+    assert out.shape == shape
+
+
+@pytest.mark.parametrize("lo,hi", [(-110.0, 100.0), (-1.0, 1.0), (-104.0, -80.0)])
+def test_silu_dense_grid(isa, lo, hi):
+    check_silu(np.linspace(lo, hi, 40_001, dtype=np.float32))
+
+
+def test_silu_special_values(isa):
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, F32.max, -F32.max, 1.0, -1.0, 2.0, -3.0, 50.0, -50.0],
+                 dtype=np.float32)
+    for n in range(1, x.size + 1):
+        check_silu(x[:n])
+
+
+def test_silu_matches_torch(isa, rng):
+    torch = pytest.importorskip("torch")
+    x = randn(rng, 4099, scale=5.0)
+    expected = torch.nn.functional.silu(torch.from_numpy(x)).numpy()
+    assert_close(pt.ops.silu(x), expected.astype(np.float64), RTOL, atol=F32.tiny)  # torch flushes its tail

@@ -40,7 +40,7 @@ def test_shapes(isa, rng, M, K, N):
     check_linear(x, w)
 
 
-@pytest.mark.parametrize("activation", [None, "relu", "gelu"])
+@pytest.mark.parametrize("activation", [None, "relu", "gelu", "silu"])
 @pytest.mark.parametrize("M", [1, 3, 16, 17, 40, 257])
 @pytest.mark.parametrize("K,N", [(7, 33), (64, 64), (257, 100), (300, 17)])
 def test_bias_activation_fusion(isa, rng, M, K, N, activation):
@@ -138,7 +138,7 @@ def test_gelu_epilogue_exact_preactivations(isa, rng, M):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("activation", [None, "relu", "gelu"])
+@pytest.mark.parametrize("activation", [None, "relu", "gelu", "silu"])
 @pytest.mark.parametrize("M", [1, 3, 16, 17, 40])
 def test_k_zero_gives_activation_of_bias(isa, rng, M, activation):
     x = np.zeros((M, 0), dtype=np.float32)

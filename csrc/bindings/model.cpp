@@ -34,6 +34,8 @@ model::TransformerConfig config_from_dict(const py::dict& d) {
     c.activation = kernels::Activation::kRelu;
   else if (act == "gelu")
     c.activation = kernels::Activation::kGelu;
+  else if (act == "silu")
+    c.activation = kernels::Activation::kSilu;
   else
     throw py::value_error("unsupported activation '" + act + "'");
   c.norm_first = get<bool>(d, "norm_first");
@@ -46,6 +48,17 @@ model::TransformerConfig config_from_dict(const py::dict& d) {
   c.tie_output = get<bool>(d, "tie_output");
   c.output_bias = get<bool>(d, "output_bias");
   c.max_length = get<int64_t>(d, "max_length");
+  const auto pos = get<std::string>(d, "positional");
+  if (pos == "sinusoidal")
+    c.positional = model::Positional::kSinusoidal;
+  else if (pos == "sinusoidal_concat")
+    c.positional = model::Positional::kSinusoidalConcat;
+  else if (pos == "learned")
+    c.positional = model::Positional::kLearned;
+  else
+    throw py::value_error("unsupported positional '" + pos + "'");
+  c.type_vocab_size = get<int64_t>(d, "type_vocab_size");
+  c.embedding_norm = get<bool>(d, "embedding_norm");
   c.pad_id = get<int64_t>(d, "pad_id");
   c.bos_id = get<int64_t>(d, "bos_id");
   c.eos_id = get<int64_t>(d, "eos_id");

@@ -55,11 +55,13 @@ struct KernelTable {
   void (*layer_norm)(const float* x, const float* residual, const float* weight, const float* bias,
                      float eps, float* y, int64_t rows, int64_t n);
 
-  // out[r] = table[ids[r]] * scale + positions[first_position + r % seq_len] for
-  // r < rows; table [V,E], positions [>= first_position + seq_len, E] or null (no
-  // positions), out [rows,E]. ids must be in range (callers check).
+  // out[r] = table[ids[r]] * scale + types[type_ids[r]] + positions[first_position + r % seq_len]
+  // (added in that order) for r < rows; table [V,E]; types [T,E] or null (no token
+  // types; type_ids null means type 0); positions [>= first_position + seq_len, E] or
+  // null; out [rows,E]. ids must be in range (callers check).
   void (*embed)(const float* table, int64_t E, const int32_t* ids, int64_t rows, int64_t seq_len,
-                int64_t first_position, float scale, const float* positions, float* out);
+                int64_t first_position, float scale, const float* positions, const float* types,
+                const int32_t* type_ids, float* out);
 
   // --- Element-wise: x, y [n]; y may alias x ---------------------------------------
   void (*relu)(const float* x, float* y, int64_t n);

@@ -130,20 +130,26 @@ static void layer_norm(const float* x, const float* residual, const float* weigh
 }
 
 // ---------------------------------------------------------------------------
-// Embedding lookup, scaled, plus positions (mul then add: two roundings, as
-// `emb(ids) * scale + pe` in PyTorch).
+// Embedding lookup, scaled, plus token types, plus positions: separate roundings in
+// that order, as `emb(ids) * scale + pe` in PyTorch and `word + type + position`
+// in BERT.
 // ---------------------------------------------------------------------------
 static void embed(const float* table, int64_t E, const int32_t* ids, int64_t rows, int64_t seq_len,
-                  int64_t first_position, float scale, const float* positions, float* out) {
+                  int64_t first_position, float scale, const float* positions, const float* types,
+                  const int32_t* type_ids, float* out) {
   const Vec::F vs = Vec::set1(scale);
+  const bool scaled = scale != 1.0f;
   parallel_for(rows, threads_for(rows * E, 1 << 15), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* e = table + static_cast<int64_t>(ids[r]) * E;
       const float* p = positions ? positions + (first_position + r % seq_len) * E : nullptr;
+      const float* t = types ? types + (type_ids ? static_cast<int64_t>(type_ids[r]) : 0) * E : nullptr;
       float* o = out + r * E;
       for (int64_t j = 0; j < E; j += Vec::W) {
         const int cnt = static_cast<int>(std::min<int64_t>(Vec::W, E - j));
-        Vec::F v = Vec::mul(Vec::load_n(e + j, cnt), vs);
+        Vec::F v = Vec::load_n(e + j, cnt);
+        if (scaled) v = Vec::mul(v, vs);
+        if (t) v = Vec::add(v, Vec::load_n(t + j, cnt));
         if (p) v = Vec::add(v, Vec::load_n(p + j, cnt));
         Vec::store_n(o + j, v, cnt);
       }

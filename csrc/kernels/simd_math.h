@@ -8,13 +8,15 @@
 // Relative error ~2 ulp. a + b > 88.7228 gives +inf; NaN gives NaN. Results below
 // FLT_MIN (a + b < -87.3365) are denormal when kDenormals, else flushed to 0 (the
 // cheap choice for softmax, where such terms vanish next to the maximum's 1 and
-// producing denormals can cost a microcode assist per lane). `mult` (|mult| <~ 2) is
-// applied before the last scaling step, so a denormal e^(a+b) times a factor keeps
-// its full precision when the product is a normal number.
+// producing denormals can cost a microcode assist per lane). `mult` (|mult| <= 256)
+// is applied before the last scaling step, so a denormal e^(a+b) times a factor
+// keeps its full precision when the product is representable.
 template <bool kDenormals>
 inline Vec::F exp_sum(Vec::F a, Vec::F b, Vec::F mult) {
   using V = Vec;
-  const V::F lo = V::set1(kDenormals ? -103.972084f : -87.33654f);  // ln(2^-150) : ln(FLT_MIN)
+  // ln(FLT_MIN); or, with denormals, ln(2^-158): below e^(a+b) * |mult| rounds to 0
+  // for any |mult| <= 2^8.
+  const V::F lo = V::set1(kDenormals ? -109.5174f : -87.33654f);
   const V::F hi = V::set1(88.72283f);                                // ln(FLT_MAX)
   const V::F s = V::add(a, b);
   const V::F sc = V::min(V::max(s, lo), hi);  // finite even when s is NaN
@@ -31,7 +33,7 @@ inline Vec::F exp_sum(Vec::F a, Vec::F b, Vec::F mult) {
   p = V::fmadd(p, r, V::set1(0.5f));
   p = V::fmadd(p, r, V::set1(1.0f));
   p = V::fmadd(p, r, V::set1(1.0f));
-  // 2^n as a float exists for n in [-126, 127]; n is in [-150, 128]. Beyond the
+  // 2^n as a float exists for n in [-126, 127]; n is in [-158, 128]. Beyond the
   // top, scale by 2^127 then 2; below the bottom, by 2^(n+64) then 2^-64 (one
   // rounding, into the denormal range).
   const V::F n_max = V::set1(127.0f);
@@ -89,10 +91,16 @@ inline Vec::F gelu(Vec::F x) {
   return V::select(positive, V::mul(x, V::sub(V::set1(1.0f), e)), V::select(V::isnan(x), x, e));
 }
 
-// silu(x) = x * sigmoid(x) = x / (1 + e^-x). For x < -88.7, e^-x = inf and the
-// result is -0 (the true value is below 1e-36).
+// silu(x) = x * sigmoid(x). With e = exp(-|x|) (never overflows): x / (1 + e) for
+// x >= 0 and x e / (1 + e) for x < 0, where x e is formed inside exp_sum so that the
+// tail (x << 0, down to the denormals) keeps full relative accuracy. silu(-inf) = 0.
 inline Vec::F silu(Vec::F x) {
-  return Vec::div(x, Vec::add(Vec::set1(1.0f), exp(Vec::sub(Vec::zero(), x))));
+  using V = Vec;
+  const V::F a = V::sub(V::zero(), V::abs(x));
+  const V::Mask positive = V::ge(x, V::zero());
+  const V::F e = exp(a);
+  const V::F num = V::select(positive, x, exp_sum<true>(a, V::zero(), x));
+  return V::select(V::isnan(x), x, V::div(num, V::add(V::set1(1.0f), e)));
 }
 
 inline Vec::F relu(Vec::F x) {

@@ -84,7 +84,7 @@ const float* DecoderState::advance(const int32_t* tokens) {
   float* tt = t_.data();
   float* qkv = qkv_.data();
   float* ctx = ctx_.data();
-  kt_.embed(model_.target_embedding(), E_, tokens, R, 1, t, c.embedding_scale, model_.positions(), x);
+  model_.target_embeddings().forward(kt_, tokens, nullptr, R, 1, t, x);
 
   auto self_attention = [&](size_t l, const SelfAttentionWeights& a, const float* in) {
     a.qkv.forward(kt_, in, R, qkv);

@@ -1,7 +1,8 @@
 // The encoder-decoder Transformer of "Attention Is All You Need": embeddings +
-// sinusoidal positions, N encoder layers (self-attention, FFN), N decoder layers
-// (masked self-attention, encoder-decoder attention, FFN), residual + LayerNorm
-// (post-LN as in the paper, or pre-LN), and the output projection.
+// positions, N encoder layers (self-attention, FFN), N decoder layers (masked
+// self-attention, encoder-decoder attention, FFN), residual + LayerNorm (post-LN as
+// in the paper, or pre-LN), and the output projection. Options cover the layouts of
+// real checkpoints (learned positions, token types, embedding LayerNorm, ...).
 //
 // Weights use torch.nn.Transformer's state_dict names. A Transformer is immutable
 // after construction: encode/decode allocate their own workspaces and may run
@@ -14,6 +15,8 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "model/embeddings.h"
+#include "model/encoder.h"
 #include "model/layers.h"
 
 namespace pt::model {
@@ -29,6 +32,9 @@ struct TransformerConfig {
   float layer_norm_eps = 1e-5f;
   bool final_norm = true;    // encoder.norm / decoder.norm after the stacks
   float embedding_scale = 0; // factor applied to embeddings (sqrt(d_model) in the paper)
+  Positional positional = Positional::kSinusoidal;
+  int64_t type_vocab_size = 0;     // token type embeddings on the source side (0: none)
+  bool embedding_norm = false;     // LayerNorm after the embeddings
   int64_t src_vocab_size = 32000;
   int64_t tgt_vocab_size = 32000;
   bool share_embeddings = false;  // one table: src_embed.weight
@@ -38,24 +44,9 @@ struct TransformerConfig {
   int64_t pad_id = 0, bos_id = 1, eos_id = 2;
 };
 
-// Self-attention with the three projections fused: in_proj [3E, E] is one GEMM.
-struct SelfAttentionWeights {
-  Linear qkv, out;
-};
-
 // Encoder-decoder attention: Q from the decoder, K and V (fused) from the memory.
 struct CrossAttentionWeights {
   Linear q, kv, out;
-};
-
-struct FeedForwardWeights {
-  Linear linear1, linear2;
-};
-
-struct EncoderLayerWeights {
-  SelfAttentionWeights self_attn;
-  FeedForwardWeights ffn;
-  LayerNorm norm1, norm2;
 };
 
 struct DecoderLayerWeights {
@@ -75,7 +66,6 @@ class Transformer {
 
   // Every weight under its torch name, exactly as loaded: sink(name, shape) returns
   // where to write that tensor's floats.
-  using WeightSink = std::function<float*(const std::string& name, const std::vector<int64_t>& shape)>;
   void export_weights(const WeightSink& sink) const;
 
   // src_ids [B,S] (ids < src_vocab_size), src_lengths [B] (<= S) or null (all S)
@@ -93,19 +83,16 @@ class Transformer {
   const std::vector<DecoderLayerWeights>& decoder_layers() const { return decoder_; }
   const LayerNorm& decoder_norm() const { return decoder_norm_; }
   const Linear& generator() const { return generator_; }
-  const float* target_embedding() const { return cfg_.share_embeddings ? src_embed_.data() : tgt_embed_.data(); }
-  const float* positions() const { return positions_.data(); }
+  const Embeddings& target_embeddings() const { return tgt_embeddings_; }
 
  private:
-  void build_padding_mask(const int32_t* lengths, int64_t B, int64_t S, std::vector<uint8_t>* mask) const;
-
   const kernels::KernelTable& kt_;
   TransformerConfig cfg_;
-  AlignedBuffer src_embed_, tgt_embed_;  // tgt_embed_ empty when shared
-  AlignedBuffer positions_;              // [max_length, d_model]
-  std::vector<EncoderLayerWeights> encoder_;
+  Encoder encoder_;
+  AlignedBuffer tgt_table_;  // empty when shared with the encoder's
+  Embeddings tgt_embeddings_;
   std::vector<DecoderLayerWeights> decoder_;
-  LayerNorm encoder_norm_, decoder_norm_;
+  LayerNorm decoder_norm_;
   Linear generator_;
 };
 

@@ -9,7 +9,7 @@ from typing import Any, Mapping, Optional
 
 __all__ = ["TransformerConfig"]
 
-_ACTIVATIONS = ("relu", "gelu")
+_ACTIVATIONS = ("relu", "gelu", "silu")
 _FLOAT32_MAX = 3.4028234663852886e38
 
 
@@ -18,7 +18,7 @@ def _is_float32_finite(v: Any) -> bool:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return False
     return math.isfinite(v) and abs(float(v)) <= _FLOAT32_MAX
-_POSITIONALS = ("sinusoidal",)
+_POSITIONALS = ("sinusoidal", "sinusoidal_concat", "learned")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +32,8 @@ class TransformerConfig:
         nhead: attention heads; must divide ``d_model``.
         num_encoder_layers, num_decoder_layers: stack depths (0 allowed).
         dim_feedforward: hidden width of the position-wise feed-forward network.
-        activation: ``"relu"`` (the paper) or ``"gelu"`` (exact erf form).
+        activation: ``"relu"`` (the paper), ``"gelu"`` (exact erf form) or ``"silu"``
+            (``x * sigmoid(x)``, Marian's "swish").
         norm_first: ``False``: post-LN, ``LN(x + sublayer(x))`` as in the paper;
             ``True``: pre-LN, ``x + sublayer(LN(x))``.
         layer_norm_eps: epsilon of every LayerNorm.
@@ -40,7 +41,14 @@ class TransformerConfig:
             decoder layer (``encoder.norm``, ``decoder.norm``), as ``nn.Transformer``.
         embedding_scale: factor applied to token embeddings; ``None`` means
             ``sqrt(d_model)`` as in the paper (section 3.4).
-        positional: ``"sinusoidal"``: the paper's interleaved sin/cos encodings.
+        positional: ``"sinusoidal"``: the paper's interleaved sin/cos encodings;
+            ``"sinusoidal_concat"``: the same frequencies with all sines first, then
+            all cosines (Marian, fairseq); ``"learned"``: a trained table per side
+            (``src_pos_embed.weight``, ``tgt_pos_embed.weight``, [max_length, d_model]).
+        type_vocab_size: token type ("segment") embeddings added on the source side
+            (``src_type_embed.weight``, BERT); 0 for none.
+        embedding_norm: a LayerNorm right after the embeddings (``src_embed_norm``,
+            ``tgt_embed_norm``; BERT).
         src_vocab_size, tgt_vocab_size: vocabulary sizes.
         share_embeddings: one embedding table (``src_embed.weight``) for source and
             target; needs equal vocabulary sizes.
@@ -62,6 +70,8 @@ class TransformerConfig:
     final_norm: bool = True
     embedding_scale: Optional[float] = None
     positional: str = "sinusoidal"
+    type_vocab_size: int = 0
+    embedding_norm: bool = False
     src_vocab_size: int = 32000
     tgt_vocab_size: int = 32000
     share_embeddings: bool = False
@@ -79,14 +89,14 @@ class TransformerConfig:
         for name, minimum in (
             ("d_model", 1), ("nhead", 1), ("num_encoder_layers", 0), ("num_decoder_layers", 0),
             ("dim_feedforward", 1), ("src_vocab_size", 1), ("tgt_vocab_size", 1), ("max_length", 1),
-            ("pad_id", 0), ("bos_id", 0), ("eos_id", 0),
+            ("pad_id", 0), ("bos_id", 0), ("eos_id", 0), ("type_vocab_size", 0),
         ):
             value = getattr(self, name)
             if not is_int(value):
                 raise TypeError(f"TransformerConfig.{name} must be an int, got {type(value).__name__}")
             if value < minimum:
                 raise ValueError(f"TransformerConfig.{name} must be >= {minimum}, got {value}")
-        for name in ("norm_first", "final_norm", "share_embeddings", "tie_output", "output_bias"):
+        for name in ("norm_first", "final_norm", "share_embeddings", "tie_output", "output_bias", "embedding_norm"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"TransformerConfig.{name} must be a bool, got {type(getattr(self, name)).__name__}")
         if self.d_model % self.nhead:

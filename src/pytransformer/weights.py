@@ -16,7 +16,8 @@ import numpy as np
 
 from .config import TransformerConfig
 
-__all__ = ["WeightsError", "expected_weight_shapes", "check_weights", "convert_torch_state_dict"]
+__all__ = ["WeightsError", "expected_weight_shapes", "expected_encoder_weight_shapes", "check_weights",
+           "convert_torch_state_dict"]
 
 
 class WeightsError(ValueError):
@@ -52,23 +53,48 @@ def _ffn_norm_shapes(prefix: str, E: int, F: int, norms: int) -> Dict[str, Tuple
 
 def expected_weight_shapes(config: TransformerConfig) -> Dict[str, Tuple[int, ...]]:
     """Every weight a model with this config needs, name -> shape, in a stable order."""
+    return _shapes(config, encoder_only=False)
+
+
+def expected_encoder_weight_shapes(config: TransformerConfig) -> Dict[str, Tuple[int, ...]]:
+    """The weights of an encoder-only model (:class:`pytransformer.EncoderModel`)."""
+    return _shapes(config, encoder_only=True)
+
+
+def _shapes(config: TransformerConfig, encoder_only: bool) -> Dict[str, Tuple[int, ...]]:
     E, F = config.d_model, config.dim_feedforward
     shapes: Dict[str, Tuple[int, ...]] = {"src_embed.weight": (config.src_vocab_size, E)}
-    if not config.share_embeddings:
-        shapes["tgt_embed.weight"] = (config.tgt_vocab_size, E)
+    if config.positional == "learned":
+        shapes["src_pos_embed.weight"] = (config.max_length, E)
+    if config.type_vocab_size > 0:
+        shapes["src_type_embed.weight"] = (config.type_vocab_size, E)
+    if config.embedding_norm:
+        shapes["src_embed_norm.weight"] = (E,)
+        shapes["src_embed_norm.bias"] = (E,)
     for i in range(config.num_encoder_layers):
         p = f"encoder.layers.{i}."
         shapes.update(_attention_shapes(p + "self_attn.", E))
         shapes.update(_ffn_norm_shapes(p, E, F, 2))
+    if config.final_norm:
+        shapes["encoder.norm.weight"] = (E,)
+        shapes["encoder.norm.bias"] = (E,)
+    if encoder_only:
+        return shapes
+    if not config.share_embeddings:
+        shapes["tgt_embed.weight"] = (config.tgt_vocab_size, E)
+    if config.positional == "learned":
+        shapes["tgt_pos_embed.weight"] = (config.max_length, E)
+    if config.embedding_norm:
+        shapes["tgt_embed_norm.weight"] = (E,)
+        shapes["tgt_embed_norm.bias"] = (E,)
     for i in range(config.num_decoder_layers):
         p = f"decoder.layers.{i}."
         shapes.update(_attention_shapes(p + "self_attn.", E))
         shapes.update(_attention_shapes(p + "multihead_attn.", E))
         shapes.update(_ffn_norm_shapes(p, E, F, 3))
     if config.final_norm:
-        for p in ("encoder.norm.", "decoder.norm."):
-            shapes[p + "weight"] = (E,)
-            shapes[p + "bias"] = (E,)
+        shapes["decoder.norm.weight"] = (E,)
+        shapes["decoder.norm.bias"] = (E,)
     if not config.tie_output:
         shapes["generator.weight"] = (config.tgt_vocab_size, E)
     if config.output_bias:
@@ -86,7 +112,8 @@ def _to_numpy(value: Any) -> Any:
     return value
 
 
-def check_weights(config: TransformerConfig, weights: Mapping[str, Any]) -> Dict[str, np.ndarray]:
+def check_weights(config: TransformerConfig, weights: Mapping[str, Any],
+                  expected: Optional[Dict[str, Tuple[int, ...]]] = None) -> Dict[str, np.ndarray]:
     """Validate ``weights`` against ``config``; return float32 C-contiguous arrays.
 
     Floating-point arrays of other precisions are converted to float32. Raises
@@ -95,7 +122,8 @@ def check_weights(config: TransformerConfig, weights: Mapping[str, Any]) -> Dict
     """
     if not isinstance(weights, Mapping):
         raise TypeError(f"weights must be a mapping of name -> array, got {type(weights).__name__}")
-    expected = expected_weight_shapes(config)
+    if expected is None:
+        expected = expected_weight_shapes(config)
     problems: List[str] = []
     out: Dict[str, np.ndarray] = {}
     for name, shape in expected.items():

@@ -1,0 +1,158 @@
+#include "model/encoder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "model/transformer.h"
+
+namespace pt::model {
+
+using kernels::Activation;
+using kernels::Tensor4View;
+
+SelfAttentionWeights load_self_attention(const kernels::KernelTable& kt, const WeightMap& w, const std::string& p,
+                                         int64_t E) {
+  SelfAttentionWeights a;
+  a.qkv = Linear(kt, require_weight(w, p + "in_proj_weight", {3 * E, E}), require_weight(w, p + "in_proj_bias", {3 * E}),
+                 3 * E, E);
+  a.out = Linear(kt, require_weight(w, p + "out_proj.weight", {E, E}), require_weight(w, p + "out_proj.bias", {E}), E, E);
+  return a;
+}
+
+FeedForwardWeights load_ffn(const kernels::KernelTable& kt, const WeightMap& w, const std::string& p, int64_t E,
+                            int64_t F) {
+  FeedForwardWeights f;
+  f.linear1 = Linear(kt, require_weight(w, p + "linear1.weight", {F, E}), require_weight(w, p + "linear1.bias", {F}), F, E);
+  f.linear2 = Linear(kt, require_weight(w, p + "linear2.weight", {E, F}), require_weight(w, p + "linear2.bias", {E}), E, F);
+  return f;
+}
+
+LayerNorm load_norm(const WeightMap& w, const std::string& p, int64_t E, float eps) {
+  return LayerNorm(require_weight(w, p + "weight", {E}), require_weight(w, p + "bias", {E}), E, eps);
+}
+
+void export_array(const WeightSink& sink, const std::string& name, const std::vector<int64_t>& shape, const float* src) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  std::copy(src, src + n, sink(name, shape));
+}
+
+void export_linear(const kernels::KernelTable& kt, const WeightSink& sink, const std::string& w_name,
+                   const std::string& b_name, const Linear& l) {
+  l.export_weight(kt, sink(w_name, {l.out_features(), l.in_features()}));
+  if (l.has_bias()) export_array(sink, b_name, {l.out_features()}, l.bias());
+}
+
+void export_norm(const WeightSink& sink, const std::string& p, const LayerNorm& n) {
+  export_array(sink, p + "weight", {n.size()}, n.weight());
+  export_array(sink, p + "bias", {n.size()}, n.bias());
+}
+
+namespace {
+// Per-call scratch of one encoder pass over M = B*S rows.
+struct Workspace {
+  AlignedBuffer x, t, qkv, ctx, hidden;
+  Workspace(int64_t M, int64_t E, int64_t F)
+      : x(static_cast<size_t>(M * E)),
+        t(static_cast<size_t>(M * E)),
+        qkv(static_cast<size_t>(M * 3 * E)),
+        ctx(static_cast<size_t>(M * E)),
+        hidden(static_cast<size_t>(M * F)) {}
+};
+}  // namespace
+
+Encoder::Encoder(const kernels::KernelTable& kt, const TransformerConfig& cfg, const WeightMap& w)
+    : kt_(kt), cfg_(cfg) {
+  const int64_t E = cfg.d_model, F = cfg.dim_feedforward, V = cfg.src_vocab_size;
+  table_ = copy_aligned(require_weight(w, "src_embed.weight", {V, E}), V * E);
+  const float* learned = cfg.positional == Positional::kLearned
+                             ? require_weight(w, "src_pos_embed.weight", {cfg.max_length, E})
+                             : nullptr;
+  const float* types =
+      cfg.type_vocab_size > 0 ? require_weight(w, "src_type_embed.weight", {cfg.type_vocab_size, E}) : nullptr;
+  const float* nw = cfg.embedding_norm ? require_weight(w, "src_embed_norm.weight", {E}) : nullptr;
+  const float* nb = cfg.embedding_norm ? require_weight(w, "src_embed_norm.bias", {E}) : nullptr;
+  embeddings_ = Embeddings(table_.data(), V, E, cfg.embedding_scale, cfg.positional, cfg.max_length, learned, types,
+                           cfg.type_vocab_size, nw, nb, cfg.layer_norm_eps);
+  for (int64_t i = 0; i < cfg.num_encoder_layers; ++i) {
+    const std::string p = "encoder.layers." + std::to_string(i) + ".";
+    EncoderLayerWeights l;
+    l.self_attn = load_self_attention(kt, w, p + "self_attn.", E);
+    l.ffn = load_ffn(kt, w, p, E, F);
+    l.norm1 = load_norm(w, p + "norm1.", E, cfg.layer_norm_eps);
+    l.norm2 = load_norm(w, p + "norm2.", E, cfg.layer_norm_eps);
+    layers_.push_back(std::move(l));
+  }
+  if (cfg.final_norm) final_norm_ = load_norm(w, "encoder.norm.", E, cfg.layer_norm_eps);
+}
+
+void Encoder::encode(const int32_t* ids, const int32_t* type_ids, int64_t B, int64_t S, const int32_t* lengths,
+                     float* out) const {
+  const int64_t E = cfg_.d_model, H = cfg_.nhead, D = E / H, F = cfg_.dim_feedforward, M = B * S;
+  if (M == 0) return;
+  Workspace ws(M, E, F);
+  std::vector<uint8_t> mask;
+  if (lengths) {
+    mask.assign(static_cast<size_t>(M), 0);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t s = lengths[b]; s < S; ++s) mask[static_cast<size_t>(b * S + s)] = 1;
+  }
+  const uint8_t* mp = lengths ? mask.data() : nullptr;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  float* x = ws.x.data();
+  float* t = ws.t.data();
+  embeddings_.forward(kt_, ids, type_ids, B, S, 0, x);
+
+  auto self_attention = [&](const SelfAttentionWeights& a, const float* in) {
+    a.qkv.forward(kt_, in, M, ws.qkv.data());
+    const Tensor4View q{ws.qkv.data(), S * 3 * E, D, 3 * E}, k{ws.qkv.data() + E, S * 3 * E, D, 3 * E},
+        v{ws.qkv.data() + 2 * E, S * 3 * E, D, 3 * E};
+    kt_.attention(q, k, v, ws.ctx.data(), S * E, D, E, B, H, S, S, D, D, mp, false, 0, scale);
+  };
+  for (const EncoderLayerWeights& l : layers_) {
+    if (!cfg_.norm_first) {
+      self_attention(l.self_attn, x);
+      l.self_attn.out.forward(kt_, ws.ctx.data(), M, t);
+      l.norm1.forward(kt_, x, t, x, M);  // x = LN(x + attn)
+      l.ffn.linear1.forward(kt_, x, M, ws.hidden.data(), cfg_.activation);
+      l.ffn.linear2.forward(kt_, ws.hidden.data(), M, t);
+      l.norm2.forward(kt_, x, t, x, M);  // x = LN(x + ffn)
+    } else {
+      l.norm1.forward(kt_, x, nullptr, t, M);
+      self_attention(l.self_attn, t);
+      l.self_attn.out.forward(kt_, ws.ctx.data(), M, t, Activation::kNone, x);  // t = x + attn
+      std::swap(x, t);
+      l.norm2.forward(kt_, x, nullptr, t, M);
+      l.ffn.linear1.forward(kt_, t, M, ws.hidden.data(), cfg_.activation);
+      l.ffn.linear2.forward(kt_, ws.hidden.data(), M, t, Activation::kNone, x);  // t = x + ffn
+      std::swap(x, t);
+    }
+  }
+  if (cfg_.final_norm)
+    final_norm_.forward(kt_, x, nullptr, out, M);
+  else
+    std::copy(x, x + M * E, out);
+}
+
+void Encoder::export_weights(const WeightSink& sink) const {
+  const int64_t E = cfg_.d_model;
+  export_array(sink, "src_embed.weight", {cfg_.src_vocab_size, E}, table_.data());
+  if (cfg_.positional == Positional::kLearned)
+    export_array(sink, "src_pos_embed.weight", {cfg_.max_length, E}, embeddings_.positions());
+  if (embeddings_.types()) export_array(sink, "src_type_embed.weight", {cfg_.type_vocab_size, E}, embeddings_.types());
+  if (embeddings_.has_norm()) export_norm(sink, "src_embed_norm.", embeddings_.norm());
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const std::string p = "encoder.layers." + std::to_string(i) + ".";
+    const EncoderLayerWeights& l = layers_[i];
+    export_linear(kt_, sink, p + "self_attn.in_proj_weight", p + "self_attn.in_proj_bias", l.self_attn.qkv);
+    export_linear(kt_, sink, p + "self_attn.out_proj.weight", p + "self_attn.out_proj.bias", l.self_attn.out);
+    export_linear(kt_, sink, p + "linear1.weight", p + "linear1.bias", l.ffn.linear1);
+    export_linear(kt_, sink, p + "linear2.weight", p + "linear2.bias", l.ffn.linear2);
+    export_norm(sink, p + "norm1.", l.norm1);
+    export_norm(sink, p + "norm2.", l.norm2);
+  }
+  if (cfg_.final_norm) export_norm(sink, "encoder.norm.", final_norm_);
+}
+
+}  // namespace pt::model

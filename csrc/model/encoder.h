@@ -1,0 +1,67 @@
+// The encoder stack: embeddings, N layers of self-attention + feed-forward with
+// residual + LayerNorm (post-LN or pre-LN), an optional final LayerNorm. Used by
+// the encoder-decoder Transformer and, alone, by encoder-only models (BERT).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "model/embeddings.h"
+#include "model/layers.h"
+
+namespace pt::model {
+
+struct TransformerConfig;
+
+// Self-attention with the three projections fused: in_proj [3E, E] is one GEMM.
+struct SelfAttentionWeights {
+  Linear qkv, out;
+};
+
+struct FeedForwardWeights {
+  Linear linear1, linear2;
+};
+
+struct EncoderLayerWeights {
+  SelfAttentionWeights self_attn;
+  FeedForwardWeights ffn;
+  LayerNorm norm1, norm2;
+};
+
+using WeightSink = std::function<float*(const std::string& name, const std::vector<int64_t>& shape)>;
+
+SelfAttentionWeights load_self_attention(const kernels::KernelTable& kt, const WeightMap& w, const std::string& prefix,
+                                         int64_t E);
+FeedForwardWeights load_ffn(const kernels::KernelTable& kt, const WeightMap& w, const std::string& prefix, int64_t E,
+                            int64_t F);
+LayerNorm load_norm(const WeightMap& w, const std::string& prefix, int64_t E, float eps);
+void export_linear(const kernels::KernelTable& kt, const WeightSink& sink, const std::string& w_name,
+                   const std::string& b_name, const Linear& l);
+void export_norm(const WeightSink& sink, const std::string& prefix, const LayerNorm& n);
+void export_array(const WeightSink& sink, const std::string& name, const std::vector<int64_t>& shape, const float* src);
+
+class Encoder {
+ public:
+  Encoder(const kernels::KernelTable& kt, const TransformerConfig& cfg, const WeightMap& weights);
+
+  // ids [B,S] (< src_vocab_size), type_ids [B,S] or null, lengths [B] or null ->
+  // out [B,S,E]. Positions past a row's length are padding (masked as keys).
+  void encode(const int32_t* ids, const int32_t* type_ids, int64_t B, int64_t S, const int32_t* lengths,
+              float* out) const;
+
+  void export_weights(const WeightSink& sink) const;
+  const float* embedding_table() const { return table_.data(); }
+
+ private:
+  const kernels::KernelTable& kt_;
+  const TransformerConfig& cfg_;
+  AlignedBuffer table_;
+  Embeddings embeddings_;
+  std::vector<EncoderLayerWeights> layers_;
+  LayerNorm final_norm_;
+};
+
+}  // namespace pt::model
