@@ -127,6 +127,8 @@ class PyTransformer {
     g.sampling_temperature = o["sampling_temperature"].cast<float>();
     g.seed = o["seed"].cast<uint64_t>();
     g.return_scores = o["return_scores"].cast<bool>();
+    g.suppress_tokens = o["suppress_tokens"].cast<std::vector<int32_t>>();
+    g.forced_eos = o["forced_eos"].cast<bool>();
     return g;
   }
 
@@ -234,6 +236,60 @@ class PyTransformer {
   std::unique_ptr<model::Transformer> model_;
 };
 
+// An encoder-only model (BERT-style): the Transformer's encoder, alone.
+class PyEncoderModel {
+ public:
+  PyEncoderModel(const py::dict& config, const py::dict& weights) : cfg_(config_from_dict(config)) {
+    model::WeightMap map;
+    std::vector<FloatArray> keep;
+    keep.reserve(weights.size());
+    for (auto item : weights) {
+      const std::string name = item.first.cast<std::string>();
+      keep.push_back(float_array(item.second, "EncoderModel", name.c_str()));
+      const FloatArray& a = keep.back();
+      map[name] = model::WeightView{a.data(), std::vector<int64_t>(a.shape(), a.shape() + a.ndim())};
+    }
+    py::gil_scoped_release release;
+    encoder_ = std::make_unique<model::Encoder>(kernels::active(), cfg_, map);
+  }
+
+  py::array_t<float> encode(py::handle ids_obj, py::handle lengths_obj, py::handle types_obj) const {
+    IntArray ids = int_array(ids_obj, "input_ids", 2);
+    const int64_t B = ids.shape(0), S = ids.shape(1);
+    if (S > cfg_.max_length) throw py::value_error("input length exceeds max_length");
+    check_ids(ids, cfg_.src_vocab_size, "input_ids");
+    auto lengths = lengths_array(lengths_obj, B, S);
+    std::optional<IntArray> types;
+    if (!types_obj.is_none()) {
+      types = int_array(types_obj, "token_type_ids", 2);
+      if (types->shape(0) != B || types->shape(1) != S)
+        throw py::value_error("token_type_ids must have the shape of input_ids");
+      check_ids(*types, std::max<int64_t>(cfg_.type_vocab_size, 1), "token_type_ids");
+    }
+    py::array_t<float> out = new_float_array({B, S, cfg_.d_model});
+    {
+      py::gil_scoped_release release;
+      encoder_->encode(ids.data(), types ? types->data() : nullptr, B, S, lengths ? lengths->data() : nullptr,
+                       out.mutable_data());
+    }
+    return out;
+  }
+
+  py::dict state_dict() const {
+    py::dict out;
+    encoder_->export_weights([&](const std::string& name, const std::vector<int64_t>& shape) {
+      py::array_t<float> a = new_float_array(shape);
+      out[py::str(name)] = a;
+      return a.mutable_data();
+    });
+    return out;
+  }
+
+ private:
+  model::TransformerConfig cfg_;
+  std::unique_ptr<model::Encoder> encoder_;
+};
+
 }  // namespace
 
 void bind_model(py::module_& m) {
@@ -243,6 +299,10 @@ void bind_model(py::module_& m) {
         py::gil_scoped_release release;
         return s.next();
       });
+  py::class_<PyEncoderModel>(m, "EncoderOnlyModel", "The C++ encoder alone; use pytransformer.EncoderModel.")
+      .def(py::init<const py::dict&, const py::dict&>(), "config"_a, "weights"_a)
+      .def("encode", &PyEncoderModel::encode, "input_ids"_a, "lengths"_a = py::none(), "token_type_ids"_a = py::none())
+      .def("state_dict", &PyEncoderModel::state_dict);
   py::class_<PyTransformer>(m, "TransformerModel", "The C++ Transformer; use pytransformer.Transformer.")
       .def(py::init<const py::dict&, const py::dict&>(), "config"_a, "weights"_a)
       .def("state_dict", &PyTransformer::state_dict)

@@ -39,7 +39,8 @@ float length_normalizer(int64_t length, float penalty) {
 // Picks the next token of one row from its logits.
 class TokenChooser {
  public:
-  TokenChooser(const GenerationOptions& o, int64_t vocab) : o_(o), vocab_(vocab) {
+  TokenChooser(const GenerationOptions& o, int64_t vocab) : o_(o), vocab_(vocab), allowed_(static_cast<size_t>(vocab), 1) {
+    for (int32_t t : o.suppress_tokens) allowed_[static_cast<size_t>(t)] = 0;
     if (!greedy()) {
       scratch_.resize(static_cast<size_t>(vocab));
       order_.resize(static_cast<size_t>(vocab));
@@ -47,13 +48,15 @@ class TokenChooser {
   }
   bool greedy() const { return o_.sampling_topk == 1; }
 
-  // logits [vocab]; eos < 0 or a token that must not be chosen.
-  int32_t choose(const float* logits, int32_t blocked, std::mt19937_64& rng) {
+  // logits [vocab]; blocked: -1 or one more token that must not be chosen (EOS
+  // before min_length); only: -1 or the one token allowed (forced EOS).
+  int32_t choose(const float* logits, int32_t blocked, int32_t only, std::mt19937_64& rng) {
+    if (only >= 0) return only;
     if (greedy()) {
       int32_t best = -1;
       float bv = kNegInf;
       for (int64_t v = 0; v < vocab_; ++v)
-        if (v != blocked && (logits[v] > bv || best < 0)) {
+        if (v != blocked && allowed_[static_cast<size_t>(v)] && (logits[v] > bv || best < 0)) {
           best = static_cast<int32_t>(v);
           bv = logits[v];
         }
@@ -63,7 +66,7 @@ class TokenChooser {
     const float inv_t = 1.0f / o_.sampling_temperature;
     int64_t n = 0;
     for (int64_t v = 0; v < vocab_; ++v)
-      if (v != blocked) order_[static_cast<size_t>(n++)] = static_cast<int32_t>(v);
+      if (v != blocked && allowed_[static_cast<size_t>(v)]) order_[static_cast<size_t>(n++)] = static_cast<int32_t>(v);
     auto by_logit = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
     int64_t keep = n;
     if (o_.sampling_topk > 0 && o_.sampling_topk < n) {
@@ -107,6 +110,7 @@ class TokenChooser {
   int64_t vocab_;
   std::vector<float> scratch_;
   std::vector<int32_t> order_;
+  std::vector<uint8_t> allowed_;
 };
 
 struct SampledSource {
@@ -160,8 +164,9 @@ class SamplingRun {
         s.out.push_back(next);
       } else {
         const int32_t blocked = s.generated < o_.min_length ? eos_ : -1;
-        next = chooser_.choose(logits + r * V, blocked, s.rng);
-        if (need_logp) s.log_prob += logp_[static_cast<size_t>(r * V + next)];
+        const bool force_eos = o_.forced_eos && s.generated + 1 == o_.max_length;
+        next = chooser_.choose(logits + r * V, blocked, force_eos ? eos_ : -1, s.rng);
+        if (need_logp && !force_eos) s.log_prob += logp_[static_cast<size_t>(r * V + next)];
         ++s.generated;
         if (next == eos_)
           s.done = true;
@@ -275,8 +280,16 @@ std::vector<std::vector<Hypothesis>> beam_search(const Transformer& model, const
         continue;
       }
       float* lp = logp.data() + r0 * V;
+      // Logits processors, on log-probabilities, in Hugging Face's order.
       if (s.generated < o.min_length)
         for (int64_t i = 0; i < K; ++i) lp[i * V + eos] = kNegInf;
+      for (int32_t t : o.suppress_tokens)
+        for (int64_t i = 0; i < K; ++i) lp[i * V + t] = kNegInf;
+      if (o.forced_eos && s.generated + 1 == o.max_length)
+        for (int64_t i = 0; i < K; ++i) {
+          std::fill(lp + i * V, lp + (i + 1) * V, kNegInf);
+          lp[i * V + eos] = 0.0f;
+        }
       // Top 2K of score[i] + logp[i][v] over all beams i and tokens v.
       cands.clear();
       auto worse = [](const Cand& x, const Cand& y) {
@@ -405,6 +418,8 @@ void check_options(const Transformer& model, const GenerationOptions& o, int64_t
   if (!(o.sampling_temperature > 0.0f) || !std::isfinite(o.sampling_temperature))
     throw std::invalid_argument("sampling_temperature must be > 0");
   if (o.beam_size > 1 && o.sampling_topk != 1) throw std::invalid_argument("sampling needs beam_size == 1");
+  for (int32_t t : o.suppress_tokens)
+    if (t < 0 || t >= c.tgt_vocab_size) throw std::invalid_argument("suppress_tokens contains an id outside the vocabulary");
   if (prefix + o.max_length > c.max_length)
     throw std::invalid_argument("start tokens + max_length exceed the model's max_length");
 }

@@ -23,6 +23,8 @@ struct GenerationOptions {
   float sampling_temperature = 1.0f;
   uint64_t seed = 0;
   bool return_scores = true;
+  std::vector<int32_t> suppress_tokens;  // never generated (their log-probability is -inf)
+  bool forced_eos = false;  // the max_length-th token must be EOS, with log-probability 0 (HF's forced_eos_token_id)
 };
 
 struct Hypothesis {

@@ -11,7 +11,9 @@ import warnings as _warnings
 from . import _core
 from . import ops
 from .config import TransformerConfig
+from .encoder import EncoderModel, Pooling
 from .model import GenerationResult, Transformer
+from .pretrained import from_pretrained
 from .weights import WeightsError
 
 __version__ = "0.1.0"
@@ -25,6 +27,9 @@ __all__ = [
     "Transformer",
     "TransformerConfig",
     "GenerationResult",
+    "EncoderModel",
+    "Pooling",
+    "from_pretrained",
     "WeightsError",
 ]
 

@@ -115,6 +115,9 @@ class Transformer:
         checked = check_weights(config, weights)
         self._config = config
         self._model = _core.TransformerModel(config._core_dict(), checked)
+        #: Options for :meth:`generate` that reproduce a checkpoint's own defaults
+        #: (set by :func:`pytransformer.from_pretrained`; empty otherwise).
+        self.generation_defaults: dict = {}
 
     @property
     def config(self) -> TransformerConfig:
@@ -172,7 +175,8 @@ class Transformer:
     # -- generation ------------------------------------------------------------
 
     def _generation_options(self, max_length, min_length, beam_size, length_penalty, num_hypotheses,
-                            sampling_topk, sampling_topp, sampling_temperature, seed, return_scores) -> dict:
+                            sampling_topk, sampling_topp, sampling_temperature, seed, return_scores,
+                            suppress_tokens=None, forced_eos=False) -> dict:
         max_length = _int_option("max_length", max_length, 1)
         min_length = _int_option("min_length", min_length, 0)
         if min_length > max_length:
@@ -197,10 +201,23 @@ class Transformer:
             seed = _int_option("seed", seed, 0) % (1 << 64)
         if not isinstance(return_scores, bool):
             raise TypeError(f"return_scores must be a bool, got {type(return_scores).__name__}")
+        if not isinstance(forced_eos, bool):
+            raise TypeError(f"forced_eos must be a bool, got {type(forced_eos).__name__}")
+        suppress = []
+        if suppress_tokens is not None:
+            if isinstance(suppress_tokens, (str, bytes)) or not hasattr(suppress_tokens, "__iter__"):
+                raise TypeError("suppress_tokens must be a list of token ids")
+            for t in suppress_tokens:
+                if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+                    raise TypeError(f"suppress_tokens must hold ints, got {type(t).__name__}")
+                if not 0 <= t < self._config.tgt_vocab_size:
+                    raise ValueError(f"suppress_tokens contains {t}, not a valid target id "
+                                     f"(vocabulary size {self._config.tgt_vocab_size})")
+                suppress.append(int(t))
         return dict(max_length=max_length, min_length=min_length, beam_size=beam_size,
                     length_penalty=length_penalty, num_hypotheses=num_hypotheses, sampling_topk=sampling_topk,
                     sampling_topp=sampling_topp, sampling_temperature=sampling_temperature, seed=seed,
-                    return_scores=return_scores)
+                    return_scores=return_scores, suppress_tokens=suppress, forced_eos=forced_eos)
 
     def _start_tokens(self, start_tokens: Any, batch: int, max_length: int) -> Optional[List[List[int]]]:
         if start_tokens is None:
@@ -236,8 +253,9 @@ class Transformer:
     def generate(self, src_ids: Any, src_lengths: Any = None, *, max_length: int = 256, min_length: int = 0,
                  beam_size: int = 1, length_penalty: float = 1.0, num_hypotheses: int = 1,
                  sampling_topk: int = 1, sampling_topp: float = 1.0, sampling_temperature: float = 1.0,
-                 seed: Optional[int] = None, start_tokens: Any = None,
-                 return_scores: bool = True) -> List[GenerationResult]:
+                 seed: Optional[int] = None, start_tokens: Any = None, return_scores: bool = True,
+                 suppress_tokens: Optional[Sequence[int]] = None,
+                 forced_eos: bool = False) -> List[GenerationResult]:
         """Generate target sequences for a batch of sources (the whole loop runs in C++).
 
         Every target starts with ``bos_id``; generation stops at ``eos_id`` or after
@@ -269,6 +287,14 @@ class Transformer:
             start_tokens: None, or one list of target ids per source forced right after
                 ``bos_id`` (a prefix); they are returned in ``sequences``.
             return_scores: False skips computing log-probabilities (slightly faster).
+            suppress_tokens: token ids never generated (e.g. the padding token of a
+                Marian model: HF's ``bad_words_ids`` of single tokens).
+            forced_eos: the ``max_length``-th generated token is always ``eos_id``, with
+                log-probability 0 (HF's ``forced_eos_token_id``).
+
+        Models from :func:`pytransformer.from_pretrained` carry their checkpoint's
+        generation defaults in ``model.generation_defaults``:
+        ``model.generate(ids, **model.generation_defaults)``.
 
         Returns:
             One :class:`GenerationResult` per source.
@@ -277,7 +303,8 @@ class Transformer:
         ids = _ids(src_ids, "src_ids", c.src_vocab_size, c.max_length)
         lengths = _lengths(src_lengths, ids.shape[0], ids.shape[1])
         opts = self._generation_options(max_length, min_length, beam_size, length_penalty, num_hypotheses,
-                                        sampling_topk, sampling_topp, sampling_temperature, seed, return_scores)
+                                        sampling_topk, sampling_topp, sampling_temperature, seed, return_scores,
+                                        suppress_tokens, forced_eos)
         start = self._start_tokens(start_tokens, ids.shape[0], opts["max_length"])
         raw = self._model.generate(ids, lengths, start, opts)
         results = []
@@ -292,7 +319,8 @@ class Transformer:
 
     def generate_tokens(self, src_ids: Any, *, max_length: int = 256, min_length: int = 0,
                         sampling_topk: int = 1, sampling_topp: float = 1.0, sampling_temperature: float = 1.0,
-                        seed: Optional[int] = None, start_tokens: Any = None) -> Iterator[int]:
+                        seed: Optional[int] = None, start_tokens: Any = None,
+                        suppress_tokens: Optional[Sequence[int]] = None, forced_eos: bool = False) -> Iterator[int]:
         """Generate for one source, yielding each new token id as soon as it exists.
 
         For streaming UIs: greedy search (default) or sampling, with the options of
@@ -309,7 +337,7 @@ class Transformer:
         if ids.shape[0] != 1:
             raise ValueError(f"generate_tokens takes one source, got a batch of {ids.shape[0]}")
         opts = self._generation_options(max_length, min_length, 1, 1.0, 1, sampling_topk, sampling_topp,
-                                        sampling_temperature, seed, False)
+                                        sampling_temperature, seed, False, suppress_tokens, forced_eos)
         start = self._start_tokens(None if start_tokens is None else [start_tokens], 1, opts["max_length"])
         stream = self._model.stream(ids, start, opts)
         lock = threading.Lock()

@@ -1,0 +1,206 @@
+"""pytransformer.EncoderModel: an encoder-only Transformer (BERT-style), with
+sentence embeddings when a tokenizer and a pooling configuration are attached."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from . import _core
+from .config import TransformerConfig
+from .model import _ids, _lengths
+from .weights import check_weights, expected_encoder_weight_shapes
+
+__all__ = ["EncoderModel", "Pooling"]
+
+_POOLING_MODES = ("cls", "mean", "max", "mean_sqrt_len")
+
+
+class Pooling:
+    """How token states become one sentence vector (sentence-transformers' Pooling).
+
+    ``modes``: any of ``"cls"`` (the first token), ``"mean"`` (mean of the real
+    tokens), ``"max"`` (element-wise max over the real tokens), ``"mean_sqrt_len"``
+    (sum / sqrt(number of tokens)); several are concatenated in that order.
+    """
+
+    def __init__(self, modes: Sequence[str] = ("mean",)):
+        modes = tuple(modes)
+        if not modes:
+            raise ValueError("Pooling needs at least one mode")
+        for m in modes:
+            if m not in _POOLING_MODES:
+                raise ValueError(f"unknown pooling mode {m!r}; known: {_POOLING_MODES}")
+        self.modes = tuple(m for m in _POOLING_MODES if m in modes)
+
+    @classmethod
+    def from_sentence_transformers(cls, config: Mapping[str, Any]) -> "Pooling":
+        """From a ``1_Pooling/config.json`` mapping."""
+        modes = [m for m in _POOLING_MODES if config.get(f"pooling_mode_{m}_tokens" if m != "cls" else
+                                                             "pooling_mode_cls_token")]
+        unsupported = [k for k, v in config.items()
+                       if k.startswith("pooling_mode_") and v and k not in (
+                           "pooling_mode_cls_token", "pooling_mode_mean_tokens", "pooling_mode_max_tokens",
+                           "pooling_mode_mean_sqrt_len_tokens")]
+        if unsupported:
+            raise ValueError(f"unsupported pooling option(s) {unsupported} in the pooling config")
+        return cls(modes or ("mean",))
+
+    def __repr__(self) -> str:
+        return f"Pooling({list(self.modes)!r})"
+
+    def __call__(self, states: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """states [B, S, E] float32, lengths [B] -> [B, E * len(modes)] float32."""
+        B, S, _ = states.shape
+        mask = (np.arange(S)[None, :] < lengths[:, None]).astype(np.float32)[:, :, None]
+        counts = np.maximum(mask.sum(axis=1), np.float32(1e-9))
+        parts = []
+        for m in self.modes:
+            if m == "cls":
+                parts.append(states[:, 0, :])
+            elif m == "mean":
+                parts.append((states * mask).sum(axis=1) / counts)
+            elif m == "max":
+                masked = np.where(mask > 0, states, np.float32(-1e9))
+                parts.append(masked.max(axis=1))
+            else:
+                parts.append((states * mask).sum(axis=1) / np.sqrt(counts))
+        return np.concatenate(parts, axis=1).astype(np.float32, copy=False)
+
+
+class EncoderModel:
+    """The Transformer encoder alone (BERT and friends), on the CPU.
+
+    It runs the same C++ encoder as :class:`pytransformer.Transformer` (the
+    encoder of a model built with ``TransformerConfig`` options such as
+    ``positional="learned"``, ``type_vocab_size`` and ``embedding_norm``). Weights:
+    :func:`pytransformer.weights.expected_encoder_weight_shapes`. Usually built by
+    :func:`pytransformer.from_pretrained`, which also attaches the checkpoint's
+    tokenizer and pooling so that :meth:`embed` works on text.
+    """
+
+    def __init__(self, config: TransformerConfig, weights: Mapping[str, Any], *, tokenizer: Any = None,
+                 pooling: Optional[Pooling] = None, normalize: bool = True, max_seq_length: Optional[int] = None):
+        if not isinstance(config, TransformerConfig):
+            raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}")
+        checked = check_weights(config, weights, expected_encoder_weight_shapes(config))
+        self._config = config
+        self._model = _core.EncoderOnlyModel(config._core_dict(), checked)
+        self.tokenizer = tokenizer
+        self.pooling = pooling or Pooling()
+        self.normalize = normalize
+        self.max_seq_length = min(max_seq_length or config.max_length, config.max_length)
+
+    @property
+    def config(self) -> TransformerConfig:
+        return self._config
+
+    def __repr__(self) -> str:
+        c = self._config
+        return (f"EncoderModel(d_model={c.d_model}, nhead={c.nhead}, layers={c.num_encoder_layers}, "
+                f"vocab={c.src_vocab_size}, pooling={self.pooling!r})")
+
+    def encode(self, input_ids: Any, lengths: Any = None, token_type_ids: Any = None) -> np.ndarray:
+        """Last hidden states.
+
+        Args:
+            input_ids: int [B, S] token ids (right-padded).
+            lengths: None (all S tokens are real) or int [B]: the real tokens of row b
+                are ``input_ids[b, :lengths[b]]``; padding is never attended to.
+            token_type_ids: None (all type 0) or int [B, S] segment ids.
+
+        Returns:
+            float32 [B, S, d_model]; values at padding positions are unspecified.
+        """
+        c = self._config
+        ids = _ids(input_ids, "input_ids", c.src_vocab_size, c.max_length)
+        lens = _lengths(lengths, ids.shape[0], ids.shape[1], "lengths")
+        types = None
+        if token_type_ids is not None:
+            n_types = max(c.type_vocab_size, 1)
+            types = _ids(token_type_ids, "token_type_ids", n_types, c.max_length)
+            if types.shape != ids.shape:
+                raise ValueError(f"token_type_ids must have the shape of input_ids {ids.shape}, got {types.shape}")
+        return self._model.encode(ids, lens, types)
+
+    def embed(self, texts: Iterable[str], batch_size: int = 32, normalize: Optional[bool] = None,
+              progress: bool = False) -> np.ndarray:
+        """Sentence embeddings of ``texts``: tokenize, encode, pool, normalise.
+
+        Needs a tokenizer (``tokenizers.Tokenizer``, attached by from_pretrained when
+        the folder has ``tokenizer.json``). Texts are processed in batches of
+        ``batch_size`` (sorted by length, so padding is small); texts longer than
+        ``max_seq_length`` tokens are truncated. ``normalize`` (default: the model's
+        setting) scales each vector to unit L2 norm. ``progress=True`` shows a tqdm
+        progress bar when tqdm is installed.
+
+        Returns:
+            float32 [len(texts), embedding size].
+        """
+        if self.tokenizer is None:
+            raise RuntimeError("embed() needs a tokenizer: load the model with pytransformer.from_pretrained from a "
+                               "folder with tokenizer.json, or set model.tokenizer")
+        if isinstance(texts, str):
+            raise TypeError("texts must be a list of strings (got one string: wrap it in a list)")
+        texts = list(texts)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"texts[{i}] is a {type(t).__name__}, expected str")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        normalize = self.normalize if normalize is None else bool(normalize)
+        out_dim = self._config.d_model * len(self.pooling.modes)
+        if not texts:
+            return np.zeros((0, out_dim), np.float32)
+        encodings = self._tokenize(texts)
+        order = np.argsort([-len(e[0]) for e in encodings], kind="stable")
+        result = np.empty((len(texts), out_dim), np.float32)
+        batches = range(0, len(texts), batch_size)
+        if progress:
+            try:
+                from tqdm.auto import tqdm
+
+                batches = tqdm(batches, total=len(batches), desc="embed", unit="batch")
+            except ImportError:
+                pass
+        for start in batches:
+            idx = order[start:start + batch_size]
+            lens = np.array([len(encodings[i][0]) for i in idx], np.int32)
+            S = int(lens.max())
+            ids = np.zeros((len(idx), S), np.int32)
+            types = np.zeros((len(idx), S), np.int32)
+            for r, i in enumerate(idx):
+                ids[r, :lens[r]] = encodings[i][0]
+                types[r, :lens[r]] = encodings[i][1]
+            states = self._model.encode(ids, lens, types if self._config.type_vocab_size > 0 else None)
+            pooled = self.pooling(states, lens)
+            if normalize:
+                norms = np.sqrt((pooled.astype(np.float64) ** 2).sum(axis=1, keepdims=True))
+                pooled = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+            result[idx] = pooled
+        return result
+
+    def _tokenize(self, texts: List[str]):
+        """[(ids, type_ids)] per text, truncated to max_seq_length."""
+        tok = self.tokenizer
+        if hasattr(tok, "encode_batch"):  # tokenizers.Tokenizer
+            tok.no_padding()
+            tok.enable_truncation(self.max_seq_length)
+            encs = tok.encode_batch(texts)
+            out = [(e.ids, e.type_ids) for e in encs]
+        else:  # any callable returning a list of ids per text
+            out = [(list(ids)[: self.max_seq_length], [0] * min(len(ids), self.max_seq_length))
+                   for ids in (tok(t) for t in texts)]
+        for i, (ids, _) in enumerate(out):
+            if not ids:
+                raise ValueError(f"texts[{i}] tokenizes to no tokens")
+            if max(ids) >= self._config.src_vocab_size:
+                raise ValueError(f"the tokenizer produced id {max(ids)} for texts[{i}], outside the model's "
+                                 f"vocabulary ({self._config.src_vocab_size})")
+        return out
+
+    def state_dict(self) -> dict:
+        """Every weight under pytransformer's names: new float32 arrays, as loaded."""
+        return self._model.state_dict()
