@@ -212,7 +212,7 @@ class PyTransformer {
     return memory;
   }
 
-  py::array_t<float> decode(py::handle ids_obj, py::handle memory_obj, py::handle lengths_obj) const {
+  py::object decode(py::handle ids_obj, py::handle memory_obj, py::handle lengths_obj, bool return_attention) const {
     const auto& c = model_->config();
     IntArray ids = int_array(ids_obj, "tgt_ids", 2);
     const int64_t B = ids.shape(0), T = ids.shape(1);
@@ -224,12 +224,14 @@ class PyTransformer {
                 "[" + std::to_string(B) + ", S, " + std::to_string(c.d_model) + "]");
     auto lengths = lengths_array(lengths_obj, B, S);
     py::array_t<float> logits = new_float_array({B, T, c.tgt_vocab_size});
+    py::array_t<float> attention = new_float_array({return_attention ? B : 0, T, S});
     {
       py::gil_scoped_release release;
-      model_->decode(ids.data(), B, T, memory.data(), S, lengths ? lengths->data() : nullptr,
-                     logits.mutable_data());
+      model_->decode(ids.data(), B, T, memory.data(), S, lengths ? lengths->data() : nullptr, logits.mutable_data(),
+                     return_attention ? attention.mutable_data() : nullptr);
     }
-    return logits;
+    if (return_attention) return py::make_tuple(logits, attention);
+    return std::move(logits);
   }
 
  private:
@@ -309,7 +311,8 @@ void bind_model(py::module_& m) {
       .def("generate", &PyTransformer::generate, "src_ids"_a, "src_lengths"_a, "start_tokens"_a, "options"_a)
       .def("stream", &PyTransformer::stream, "src_ids"_a, "start_tokens"_a, "options"_a, py::keep_alive<0, 1>())
       .def("encode", &PyTransformer::encode, "src_ids"_a, "src_lengths"_a = py::none())
-      .def("decode", &PyTransformer::decode, "tgt_ids"_a, "memory"_a, "src_lengths"_a = py::none());
+      .def("decode", &PyTransformer::decode, "tgt_ids"_a, "memory"_a, "src_lengths"_a = py::none(),
+           "return_attention"_a = false);
 }
 
 }  // namespace pt::bindings

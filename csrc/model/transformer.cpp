@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -113,8 +114,39 @@ void Transformer::encode(const int32_t* src_ids, int64_t B, int64_t S, const int
   encoder_.encode(src_ids, nullptr, B, S, src_lengths, memory);
 }
 
+// probs [B,T,S] = mean over heads of softmax_s(scale * q_t . k_s + mask): q [B*T, E],
+// kv [B*S, 2E] (k first). For inspection only (not on the generation path).
+void Transformer::attention_probabilities(const float* q, const float* kv, int64_t B, int64_t T, int64_t S,
+                                          const uint8_t* mask, float scale, float* probs) const {
+  const int64_t E = cfg_.d_model, H = cfg_.nhead, D = E / H;
+  std::fill(probs, probs + B * T * S, 0.0f);
+  if (S == 0) return;
+  std::vector<float> row(static_cast<size_t>(S));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t h = 0; h < H; ++h) {
+        const float* qv = q + (b * T + t) * E + h * D;
+        bool any = false;
+        for (int64_t s = 0; s < S; ++s) {
+          if (mask && mask[b * S + s]) {
+            row[static_cast<size_t>(s)] = -std::numeric_limits<float>::infinity();
+            continue;
+          }
+          const float* kvec = kv + (b * S + s) * 2 * E + h * D;
+          float dot = 0.0f;
+          for (int64_t d = 0; d < D; ++d) dot += qv[d] * kvec[d];
+          row[static_cast<size_t>(s)] = dot * scale;
+          any = true;
+        }
+        if (!any) continue;
+        kt_.softmax(row.data(), row.data(), 1, S);
+        float* out = probs + (b * T + t) * S;
+        for (int64_t s = 0; s < S; ++s) out[s] += row[static_cast<size_t>(s)] / static_cast<float>(H);
+      }
+}
+
 void Transformer::decode(const int32_t* tgt_ids, int64_t B, int64_t T, const float* memory, int64_t S,
-                         const int32_t* src_lengths, float* logits) const {
+                         const int32_t* src_lengths, float* logits, float* attention) const {
   const int64_t E = cfg_.d_model, H = cfg_.nhead, D = E / H, F = cfg_.dim_feedforward, M = B * T;
   if (M == 0) return;
   Workspace ws(M, E, F);
@@ -130,6 +162,7 @@ void Transformer::decode(const int32_t* tgt_ids, int64_t B, int64_t T, const flo
   float* x = ws.x.data();
   float* t = ws.t.data();
   tgt_embeddings_.forward(kt_, tgt_ids, nullptr, B, T, 0, x);
+  if (attention && decoder_.empty()) std::fill(attention, attention + B * T * S, 0.0f);
 
   auto self_attention = [&](const SelfAttentionWeights& a, const float* in) {
     a.qkv.forward(kt_, in, M, ws.qkv.data());
@@ -137,19 +170,20 @@ void Transformer::decode(const int32_t* tgt_ids, int64_t B, int64_t T, const flo
         v{ws.qkv.data() + 2 * E, T * 3 * E, D, 3 * E};
     kt_.attention(q, k, v, ws.ctx.data(), T * E, D, E, B, H, T, T, D, D, nullptr, true, 0, scale);
   };
-  auto cross_attention = [&](const CrossAttentionWeights& a, const float* in) {
+  auto cross_attention = [&](const CrossAttentionWeights& a, const float* in, float* probs) {
     a.q.forward(kt_, in, M, ws.qkv.data());
     if (S > 0) a.kv.forward(kt_, memory, B * S, kv.data());
     const Tensor4View q{ws.qkv.data(), T * E, D, E}, k{kv.data(), S * 2 * E, D, 2 * E},
         v{kv.data() + E, S * 2 * E, D, 2 * E};
     kt_.attention(q, k, v, ws.ctx.data(), T * E, D, E, B, H, T, S, D, D, mp, false, 0, scale);
+    if (probs) attention_probabilities(ws.qkv.data(), kv.data(), B, T, S, mp, scale, probs);
   };
   for (const DecoderLayerWeights& l : decoder_) {
     if (!cfg_.norm_first) {
       self_attention(l.self_attn, x);
       l.self_attn.out.forward(kt_, ws.ctx.data(), M, t);
       l.norm1.forward(kt_, x, t, x, M);
-      cross_attention(l.cross_attn, x);
+      cross_attention(l.cross_attn, x, &l == &decoder_.back() ? attention : nullptr);
       l.cross_attn.out.forward(kt_, ws.ctx.data(), M, t);
       l.norm2.forward(kt_, x, t, x, M);
       l.ffn.linear1.forward(kt_, x, M, ws.hidden.data(), cfg_.activation);
@@ -161,7 +195,7 @@ void Transformer::decode(const int32_t* tgt_ids, int64_t B, int64_t T, const flo
       l.self_attn.out.forward(kt_, ws.ctx.data(), M, t, Activation::kNone, x);
       std::swap(x, t);
       l.norm2.forward(kt_, x, nullptr, t, M);
-      cross_attention(l.cross_attn, t);
+      cross_attention(l.cross_attn, t, &l == &decoder_.back() ? attention : nullptr);
       l.cross_attn.out.forward(kt_, ws.ctx.data(), M, t, Activation::kNone, x);
       std::swap(x, t);
       l.norm3.forward(kt_, x, nullptr, t, M);

@@ -74,9 +74,11 @@ class Transformer {
   void encode(const int32_t* src_ids, int64_t B, int64_t S, const int32_t* src_lengths, float* memory) const;
 
   // Teacher forcing: tgt_ids [B,T] (causal), memory [B,S,d_model] from encode,
-  // src_lengths [B] or null -> logits [B,T,tgt_vocab_size].
+  // src_lengths [B] or null -> logits [B,T,tgt_vocab_size]. attention: null, or
+  // [B,T,S] to receive the last decoder layer's encoder-decoder attention
+  // probabilities, averaged over heads (which source positions each target looked at).
   void decode(const int32_t* tgt_ids, int64_t B, int64_t T, const float* memory, int64_t S,
-              const int32_t* src_lengths, float* logits) const;
+              const int32_t* src_lengths, float* logits, float* attention = nullptr) const;
 
   // Read-only access for the incremental decoder (decoder_state.h).
   const kernels::KernelTable& kernels() const { return kt_; }
@@ -86,6 +88,9 @@ class Transformer {
   const Embeddings& target_embeddings() const { return tgt_embeddings_; }
 
  private:
+  void attention_probabilities(const float* q, const float* kv, int64_t B, int64_t T, int64_t S, const uint8_t* mask,
+                               float scale, float* probs) const;
+
   const kernels::KernelTable& kt_;
   TransformerConfig cfg_;
   Encoder encoder_;

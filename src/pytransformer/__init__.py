@@ -14,6 +14,7 @@ from .config import TransformerConfig
 from .encoder import EncoderModel, Pooling
 from .model import GenerationResult, Transformer
 from .pretrained import from_pretrained
+from .text import TextTranslator, Translation, load_demo
 from .weights import WeightsError
 
 __version__ = "0.1.0"
@@ -30,6 +31,9 @@ __all__ = [
     "EncoderModel",
     "Pooling",
     "from_pretrained",
+    "TextTranslator",
+    "Translation",
+    "load_demo",
     "WeightsError",
 ]
 

@@ -1,6 +1,9 @@
 """The ``pytransformer`` command line (also ``python -m pytransformer``).
 
 Subcommands:
+  demo       the bundled model: dates in any common form -> ISO 8601, with beam search
+  translate  run a saved pytransformer model over lines of text (or of token ids)
+  bench      speed of a Transformer-base-sized model: encoding and greedy generation
   info       runtime and versions
   embed      sentence embeddings (or cosine similarities) with a BERT-style model folder
 
@@ -94,9 +97,161 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+_SHADES = " .:-=+*#%@"
+
+
+def _heat_map(tr) -> List[str]:
+    """Cross-attention as text: a row per output token, a column per source char."""
+    att = tr.attention
+    src = tr.source_tokens + ["</s>"]
+    tgt = tr.target_tokens + ["</s>"]
+    label = max(len(t) for t in tgt)
+    lines = [" " * (label + 3) + "".join(c if len(c) == 1 else "$" for c in src)]
+    for i, t in enumerate(tgt):
+        row = att[i] / max(float(att[i].max()), 1e-9)
+        cells = "".join(_SHADES[min(len(_SHADES) - 1, int(v * (len(_SHADES) - 1) + 0.5))] for v in row)
+        lines.append(f"{t:>{label}} | {cells}")
+    return lines
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import pytransformer as pt
+
+    if args.threads:
+        pt.set_num_threads(args.threads)
+    try:
+        demo = pt.load_demo()
+    except (OSError, ValueError) as e:
+        raise CliError(str(e)) from None
+    texts = args.texts or pt.text.DEMO_EXAMPLES
+    try:
+        demo.translate(texts[:1], beam_size=args.beam_size)  # warm-up: thread pool and caches
+        results = [demo.translate([t], beam_size=args.beam_size, attention=args.attention)[0] for t in texts]
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    width = max(len(t) for t in texts)
+    print(f"pytransformer {pt.__version__} demo: dates -> ISO 8601 ({pt.runtime_info()['isa']}, "
+          f"{pt.get_num_threads()} threads, beam size {args.beam_size})")
+    for r in results:
+        print(f"{r.source:>{width}} -> {r.text:10s}  score {r.score:8.4f}  {r.seconds * 1e3:6.2f} ms")
+        if args.attention:
+            print()
+            for line in _heat_map(r):
+                print("    " + line)
+            print()
+    return 0
+
+
+def _cmd_translate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import pytransformer as pt
+
+    if args.threads:
+        pt.set_num_threads(args.threads)
+    try:
+        model = pt.Transformer.load(args.model)
+    except (OSError, ValueError) as e:
+        raise CliError(str(e).splitlines()[0]) from None
+    try:
+        if args.input and args.input != "-":
+            with open(args.input, encoding="utf-8") as f:
+                lines = [line.rstrip("\n") for line in f]
+        else:
+            lines = [line.rstrip("\n") for line in sys.stdin]
+    except OSError as e:
+        raise CliError(f"cannot read {args.input}: {e.strerror}") from None
+    text_mode = "vocab" in model.metadata and not args.ids
+    translator = pt.TextTranslator.load(args.model) if text_mode else None
+    options = dict(beam_size=args.beam_size, max_length=args.max_length)
+    out_lines: List[str] = []
+    batches = range(0, len(lines), args.batch_size)
+    show = args.progress or (args.progress is None and len(lines) > 200 and sys.stderr.isatty())
+    if show:
+        try:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, total=len(batches), unit="batch", desc="translate")
+        except ImportError:
+            pass
+    try:
+        for start in batches:
+            chunk = lines[start:start + args.batch_size]
+            if text_mode:
+                out_lines += [r.text for r in translator.translate(chunk, **options)]
+                continue
+            rows = []
+            for n, line in enumerate(chunk, start + 1):
+                try:
+                    rows.append([int(t) for t in line.split()] + [model.config.eos_id])
+                except ValueError:
+                    raise CliError(f"line {n}: expected space-separated token ids (this model has no vocabulary), "
+                                   f"got {line[:40]!r}") from None
+            lengths = np.array([len(r) for r in rows], np.int32)
+            src = np.full((len(rows), max(lengths)), model.config.pad_id, np.int64)
+            for i, r in enumerate(rows):
+                src[i, :len(r)] = r
+            out_lines += [" ".join(map(str, r.sequences[0])) for r in model.generate(src, lengths, **options)]
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    text = "".join(line + "\n" for line in out_lines)
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            raise CliError(f"cannot write {args.output}: {e.strerror}") from None
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    return bench.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pytransformer", description="Fast CPU inference for Transformer models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="the bundled demo model: dates -> ISO 8601",
+                       description="Rewrite dates given in any common form as ISO 8601 dates with the bundled "
+                                   "Transformer (beam search); prints input -> output, score and time.")
+    p.add_argument("texts", nargs="*", help="dates to rewrite (default: a few built-in examples)")
+    p.add_argument("--beam-size", type=int, default=4)
+    p.add_argument("--attention", action="store_true",
+                   help="show which source characters each output character looked at")
+    p.add_argument("--threads", type=int, help="threads to use (default: physical cores)")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("translate", help="run a saved model over lines of text or token ids",
+                       description="Translate each input line with a pytransformer .safetensors model. Models "
+                                   "saved with a vocabulary read and write text; others read and write "
+                                   "space-separated token ids (end-of-sequence is appended to inputs).")
+    p.add_argument("--model", required=True, help="a .safetensors file written by Transformer.save")
+    p.add_argument("--input", metavar="FILE", help="input lines (default: stdin)")
+    p.add_argument("--output", metavar="FILE", help="output lines (default: stdout)")
+    p.add_argument("--beam-size", type=int, default=4)
+    p.add_argument("--max-length", type=int, default=128, help="most tokens generated per line")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--ids", action="store_true", help="read/write token ids even if the model has a vocabulary")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: on for long inputs when stderr is a terminal; needs tqdm)")
+    p.add_argument("--threads", type=int, help="threads to use (default: physical cores)")
+    p.set_defaults(func=_cmd_translate)
+
+    p = sub.add_parser("bench", help="speed on a Transformer-base-sized random model",
+                       description="Encoding and greedy generation (64 tokens) of a random Transformer-base model "
+                                   "(d_model 512, 6+6 layers, vocab 32000) at a few batch sizes and thread counts.")
+    p.add_argument("--threads", type=int, nargs="+", default=None, help="thread counts (default: 1 and all cores)")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 16], help="batch sizes (default: 1 16)")
+    p.add_argument("--tokens", type=int, default=64, help="tokens generated per sentence (default 64)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--compare", action="store_true",
+                   help="also run PyTorch (Hugging Face transformers) and CTranslate2 on the same model when installed")
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("info", help="runtime (instruction set, threads) and versions")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -127,8 +282,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     if getattr(args, "batch_size", 1) is not None and getattr(args, "batch_size", 1) < 1:
         parser.error("--batch-size must be >= 1")
-    if getattr(args, "threads", None) is not None and args.threads < 1:
+    threads = getattr(args, "threads", None)
+    if threads is not None and min(threads if isinstance(threads, list) else [threads]) < 1:
         parser.error("--threads must be >= 1")
+    for name in ("beam_size", "max_length", "tokens", "repeats"):
+        if getattr(args, name, 1) is not None and getattr(args, name, 1) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
     try:
         return args.func(args)
     except CliError as e:

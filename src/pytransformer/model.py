@@ -118,6 +118,8 @@ class Transformer:
         #: Options for :meth:`generate` that reproduce a checkpoint's own defaults
         #: (set by :func:`pytransformer.from_pretrained`; empty otherwise).
         self.generation_defaults: dict = {}
+        #: Extra entries of the file the model was loaded from (see :meth:`save`).
+        self.metadata: dict = {}
 
     @property
     def config(self) -> TransformerConfig:
@@ -148,7 +150,7 @@ class Transformer:
         lengths = _lengths(src_lengths, ids.shape[0], ids.shape[1])
         return self._model.encode(ids, lengths)
 
-    def decode(self, tgt_ids: Any, memory: np.ndarray, src_lengths: Any = None) -> np.ndarray:
+    def decode(self, tgt_ids: Any, memory: np.ndarray, src_lengths: Any = None, *, return_attention: bool = False):
         """Teacher-forced decoding: logits for every target position.
 
         Args:
@@ -157,8 +159,13 @@ class Transformer:
             memory: float32 [B, S, d_model] from :meth:`encode`.
             src_lengths: as given to :meth:`encode`.
 
+            return_attention: also return the last decoder layer's encoder-decoder
+                attention probabilities, averaged over heads: float32 [B, T, S], which
+                source positions each target position looked at (for inspection).
+
         Returns:
-            float32 [B, T, tgt_vocab_size] (unnormalised log-probabilities).
+            float32 [B, T, tgt_vocab_size] (unnormalised log-probabilities); with
+            return_attention, the tuple (logits, attention).
         """
         c = self._config
         ids = _ids(tgt_ids, "tgt_ids", c.tgt_vocab_size, c.max_length)
@@ -170,7 +177,7 @@ class Transformer:
             raise ValueError(f"memory must have shape [{ids.shape[0]}, S, {c.d_model}] (batch of tgt_ids, "
                              f"d_model), got {memory.shape}")
         lengths = _lengths(src_lengths, ids.shape[0], memory.shape[1])
-        return self._model.decode(ids, memory, lengths)
+        return self._model.decode(ids, memory, lengths, bool(return_attention))
 
     # -- generation ------------------------------------------------------------
 
@@ -358,12 +365,22 @@ class Transformer:
         """Every weight under its torch name: new float32 arrays, exactly as loaded."""
         return self._model.state_dict()
 
-    def save(self, path: PathLike) -> None:
-        """Write the model to one ``.safetensors`` file, the config in its metadata."""
+    def save(self, path: PathLike, metadata: Optional[Mapping[str, str]] = None) -> None:
+        """Write the model to one ``.safetensors`` file, the config in its metadata.
+
+        ``metadata``: extra string entries stored beside it (e.g. a vocabulary as
+        JSON), returned by :meth:`load` in ``model.metadata``.
+        """
         from safetensors.numpy import save_file
 
-        metadata = {"format": _FORMAT, "config": self._config.to_json()}
-        save_file(self.state_dict(), os.fspath(path), metadata=metadata)
+        extra = dict(metadata or {})
+        for k, v in extra.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise TypeError("metadata must map str to str")
+            if k in ("format", "config"):
+                raise ValueError(f"metadata key {k!r} is reserved")
+        save_file(self.state_dict(), os.fspath(path), metadata={**extra, "format": _FORMAT,
+                                                                "config": self._config.to_json()})
 
     @classmethod
     def load(cls, path: PathLike) -> "Transformer":
@@ -381,11 +398,14 @@ class Transformer:
                                      "(no pytransformer config in its metadata)")
                 config = TransformerConfig.from_json(metadata["config"])
                 weights = {name: f.get_tensor(name) for name in f.keys()}
+                extra = {k: v for k, v in metadata.items() if k not in ("format", "config")}
         except (ValueError, WeightsError):
             raise
         except Exception as e:  # safetensors' own errors: truncated or corrupt files
             raise ValueError(f"cannot read {path!r} as a safetensors model file: {e}") from None
-        return cls(config, weights)
+        model = cls(config, weights)
+        model.metadata = extra
+        return model
 
     @classmethod
     def from_torch_state_dict(cls, state_dict: Mapping[str, Any], config: TransformerConfig,
