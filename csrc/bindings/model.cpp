@@ -123,8 +123,8 @@ class PyTransformer {
     g.length_penalty = o["length_penalty"].cast<float>();
     g.num_hypotheses = o["num_hypotheses"].cast<int64_t>();
     g.sampling_topk = o["sampling_topk"].cast<int64_t>();
-    g.sampling_topp = o["sampling_topp"].cast<float>();
-    g.sampling_temperature = o["sampling_temperature"].cast<float>();
+    g.sampling_topp = o["sampling_topp"].cast<double>();
+    g.sampling_temperature = o["sampling_temperature"].cast<double>();
     g.seed = o["seed"].cast<uint64_t>();
     g.return_scores = o["return_scores"].cast<bool>();
     g.suppress_tokens = o["suppress_tokens"].cast<std::vector<int32_t>>();

@@ -63,7 +63,7 @@ class TokenChooser {
       return best;
     }
     // Sampling: temperature, then top-k, then top-p, from the remaining mass.
-    const float inv_t = 1.0f / o_.sampling_temperature;
+    const double temperature = o_.sampling_temperature;
     int64_t n = 0;
     for (int64_t v = 0; v < vocab_; ++v)
       if (v != blocked && allowed_[static_cast<size_t>(v)]) order_[static_cast<size_t>(n++)] = static_cast<int32_t>(v);
@@ -80,7 +80,8 @@ class TokenChooser {
     for (int64_t i = 0; i < keep; ++i) mx = std::max(mx, logits[order_[static_cast<size_t>(i)]]);
     double total = 0.0;
     for (int64_t i = 0; i < keep; ++i) {
-      const double p = std::exp(static_cast<double>((logits[order_[static_cast<size_t>(i)]] - mx) * inv_t));
+      // Divided in double: at tiny temperatures 1/T would overflow and 0 * inf is NaN.
+      const double p = std::exp(static_cast<double>(logits[order_[static_cast<size_t>(i)]] - mx) / temperature);
       scratch_[static_cast<size_t>(i)] = static_cast<float>(p);
       total += p;
     }
@@ -414,8 +415,8 @@ void check_options(const Transformer& model, const GenerationOptions& o, int64_t
   if (o.num_hypotheses < 1 || o.num_hypotheses > o.beam_size)
     throw std::invalid_argument("num_hypotheses must be in [1, beam_size]");
   if (o.sampling_topk < 0) throw std::invalid_argument("sampling_topk must be >= 0");
-  if (!(o.sampling_topp > 0.0f && o.sampling_topp <= 1.0f)) throw std::invalid_argument("sampling_topp must be in (0, 1]");
-  if (!(o.sampling_temperature > 0.0f) || !std::isfinite(o.sampling_temperature))
+  if (!(o.sampling_topp > 0.0 && o.sampling_topp <= 1.0)) throw std::invalid_argument("sampling_topp must be in (0, 1]");
+  if (!(o.sampling_temperature > 0.0) || !std::isfinite(o.sampling_temperature))
     throw std::invalid_argument("sampling_temperature must be > 0");
   if (o.beam_size > 1 && o.sampling_topk != 1) throw std::invalid_argument("sampling needs beam_size == 1");
   for (int32_t t : o.suppress_tokens)

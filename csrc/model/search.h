@@ -19,8 +19,8 @@ struct GenerationOptions {
   float length_penalty = 1.0f;   // score = log_prob / length^length_penalty
   int64_t num_hypotheses = 1;    // <= beam_size
   int64_t sampling_topk = 1;     // 1: greedy; 0: the whole vocabulary
-  float sampling_topp = 1.0f;    // nucleus: smallest set of tokens with probability >= topp
-  float sampling_temperature = 1.0f;
+  double sampling_topp = 1.0;    // nucleus: smallest set of tokens with probability >= topp
+  double sampling_temperature = 1.0;  // double: 1e-40 must still mean "almost greedy"
   uint64_t seed = 0;
   bool return_scores = true;
   std::vector<int32_t> suppress_tokens;  // never generated (their log-probability is -inf)

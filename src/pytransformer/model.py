@@ -52,6 +52,8 @@ def _lengths(value: Any, batch: int, length: int, name: str = "src_lengths") -> 
     if value is None:
         return None
     arr = np.asarray(value)
+    if arr.size == 0 and arr.dtype.kind == "f":  # [] reads as float64
+        arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
     if arr.shape != (batch,):
