@@ -67,7 +67,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     try:
         model = pt.from_pretrained(args.model)
     except (OSError, ValueError) as e:
-        raise CliError(str(e).splitlines()[0]) from None
+        raise CliError(_one_line(e)) from None
     if not isinstance(model, pt.EncoderModel):
         raise CliError(f"{args.model} is a {type(model).__name__}, not an encoder model: embed needs a BERT-style "
                        "model folder")
@@ -98,6 +98,12 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 
 _SHADES = " .:-=+*#%@"
+
+
+def _one_line(error: Exception) -> str:
+    """A multi-line message (a WeightsError lists problems) folded into one line."""
+    lines = [line.strip().lstrip("- ") for line in str(error).splitlines() if line.strip()]
+    return lines[0] + (" " + "; ".join(lines[1:]) if len(lines) > 1 else "")
 
 
 def _heat_map(tr) -> List[str]:
@@ -152,7 +158,7 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     try:
         model = pt.Transformer.load(args.model)
     except (OSError, ValueError) as e:
-        raise CliError(str(e).splitlines()[0]) from None
+        raise CliError(_one_line(e)) from None
     try:
         if args.input and args.input != "-":
             with open(args.input, encoding="utf-8") as f:

@@ -15,35 +15,47 @@ from .weights import check_weights, expected_encoder_weight_shapes
 
 __all__ = ["EncoderModel", "Pooling"]
 
-_POOLING_MODES = ("cls", "mean", "max", "mean_sqrt_len")
+_POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len")  # the order of sentence-transformers' old flags
+_ALIASES = {"mean_sqrt_len_tokens": "mean_sqrt_len"}  # sentence-transformers' current name
 
 
 class Pooling:
     """How token states become one sentence vector (sentence-transformers' Pooling).
 
-    ``modes``: any of ``"cls"`` (the first token), ``"mean"`` (mean of the real
-    tokens), ``"max"`` (element-wise max over the real tokens), ``"mean_sqrt_len"``
-    (sum / sqrt(number of tokens)); several are concatenated in that order.
+    ``modes``: any of ``"cls"`` (the first token), ``"max"`` (element-wise max over the
+    real tokens), ``"mean"`` (mean of the real tokens), ``"mean_sqrt_len"`` (sum /
+    sqrt(number of tokens), also spelled ``"mean_sqrt_len_tokens"``); several are
+    concatenated in the order given (as sentence-transformers does).
     """
 
     def __init__(self, modes: Sequence[str] = ("mean",)):
-        modes = tuple(modes)
+        modes = tuple(_ALIASES.get(m, m) for m in ((modes,) if isinstance(modes, str) else modes))
         if not modes:
             raise ValueError("Pooling needs at least one mode")
         for m in modes:
             if m not in _POOLING_MODES:
                 raise ValueError(f"unknown pooling mode {m!r}; known: {_POOLING_MODES}")
-        self.modes = tuple(m for m in _POOLING_MODES if m in modes)
+        if len(set(modes)) != len(modes):
+            raise ValueError(f"pooling modes repeat: {modes}")
+        self.modes = modes
 
     @classmethod
     def from_sentence_transformers(cls, config: Mapping[str, Any]) -> "Pooling":
-        """From a ``1_Pooling/config.json`` mapping."""
-        modes = [m for m in _POOLING_MODES if config.get(f"pooling_mode_{m}_tokens" if m != "cls" else
-                                                             "pooling_mode_cls_token")]
+        """From a ``1_Pooling/config.json`` mapping: the old form (``pooling_mode_*``
+        booleans) or the current one (``"pooling_mode": "mean"`` or a list)."""
+        if "pooling_mode" in config:  # sentence-transformers >= 5: modes in the order given
+            modes = config["pooling_mode"]
+            modes = [_ALIASES.get(m, m) for m in ([modes] if isinstance(modes, str) else list(modes))]
+            unknown = [m for m in modes if m not in _POOLING_MODES]
+            if unknown:
+                raise ValueError(f"unsupported pooling mode(s) {unknown} in the pooling config "
+                                 f"(supported: {list(_POOLING_MODES)})")
+            return cls(modes or ("mean",))
+        old_names = {"cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens",
+                     "mean": "pooling_mode_mean_tokens", "mean_sqrt_len": "pooling_mode_mean_sqrt_len_tokens"}
+        modes = [m for m in _POOLING_MODES if config.get(old_names[m])]
         unsupported = [k for k, v in config.items()
-                       if k.startswith("pooling_mode_") and v and k not in (
-                           "pooling_mode_cls_token", "pooling_mode_mean_tokens", "pooling_mode_max_tokens",
-                           "pooling_mode_mean_sqrt_len_tokens")]
+                       if k.startswith("pooling_mode_") and v and k not in old_names.values()]
         if unsupported:
             raise ValueError(f"unsupported pooling option(s) {unsupported} in the pooling config")
         return cls(modes or ("mean",))
@@ -60,11 +72,11 @@ class Pooling:
         for m in self.modes:
             if m == "cls":
                 parts.append(states[:, 0, :])
-            elif m == "mean":
-                parts.append((states * mask).sum(axis=1) / counts)
             elif m == "max":
                 masked = np.where(mask > 0, states, np.float32(-1e9))
                 parts.append(masked.max(axis=1))
+            elif m == "mean":
+                parts.append((states * mask).sum(axis=1) / counts)
             else:
                 parts.append((states * mask).sum(axis=1) / np.sqrt(counts))
         return np.concatenate(parts, axis=1).astype(np.float32, copy=False)

@@ -114,6 +114,10 @@ def _read_safetensors(file: str) -> Dict[str, np.ndarray]:
 def _strip_prefix(state: Dict[str, np.ndarray], prefixes: Tuple[str, ...]) -> Dict[str, np.ndarray]:
     for p in prefixes:
         if any(k.startswith(p) for k in state):
+            both = sorted(k for k in state if k.startswith(p) and k[len(p):] in state)
+            if both:
+                raise WeightsError([f"{k!r} and {k[len(p):]!r} are both in the checkpoint" for k in both],
+                                   "hint: the checkpoint mixes prefixed and unprefixed copies of a weight")
             return {k[len(p):] if k.startswith(p) else k: v for k, v in state.items()}
     return state
 
@@ -156,42 +160,75 @@ def _load_bert(path: str, hf: dict) -> EncoderModel:
         src_vocab_size=vocab, tgt_vocab_size=max(vocab, 3), share_embeddings=False, tie_output=True,
         output_bias=False, max_length=_require(hf, "max_position_embeddings"), pad_id=0, bos_id=1, eos_id=2)
     state = _strip_prefix(load_state_dict(path), ("bert.",))
-    weights = _bert_weights(state, config)
+    origin: Dict[str, str] = {}
+    weights = _bert_weights(state, config, origin)
     tokenizer, pooling, normalize, max_seq = _sentence_transformers_parts(path)
-    return EncoderModel(config, weights, tokenizer=tokenizer, pooling=pooling, normalize=normalize,
-                        max_seq_length=max_seq)
+    return _build(EncoderModel, config, weights, origin, tokenizer=tokenizer, pooling=pooling, normalize=normalize,
+                  max_seq_length=max_seq)
 
 
 def _ln(state, used, prefix):
     """LayerNorm weight and bias, with the old TensorFlow names (gamma, beta) too."""
-    w = prefix + ("weight" if prefix + "weight" in state else "gamma")
-    b = prefix + ("bias" if prefix + "bias" in state else "beta")
+    w = prefix + ("gamma" if prefix + "weight" not in state and prefix + "gamma" in state else "weight")
+    b = prefix + ("beta" if prefix + "bias" not in state and prefix + "beta" in state else "bias")
     return _take(state, used, w), _take(state, used, b)
 
 
-def _bert_weights(state: Dict[str, np.ndarray], c: TransformerConfig) -> Dict[str, np.ndarray]:
+def _concat_rows(names: List[str], arrays: List[np.ndarray]) -> np.ndarray:
+    """Stack q, k, v projections; mismatched shapes name the offending weight."""
+    first = arrays[0]
+    bad = [f"{n!r} has shape {tuple(a.shape)}, expected {tuple(first.shape)} (the shape of {names[0]!r})"
+           for n, a in zip(names[1:], arrays[1:]) if a.shape != first.shape]
+    if bad:
+        raise WeightsError(bad)
+    return np.concatenate(arrays, axis=0)
+
+
+def _build(cls, config, weights: Dict[str, np.ndarray], origin: Dict[str, str], **kwargs):
+    """cls(config, weights) with weight errors reported under the checkpoint's names."""
+    try:
+        return cls(config, weights, **kwargs)
+    except WeightsError as e:
+        def rename(problem: str) -> str:
+            for ours, theirs in origin.items():
+                if f"'{ours}'" in problem:
+                    return problem.replace(f"'{ours}'", f"{theirs!r} (pytransformer's {ours!r})")
+            return problem
+        raise WeightsError([rename(p) for p in e.problems]) from None
+
+
+def _bert_weights(state: Dict[str, np.ndarray], c: TransformerConfig, origin: Dict[str, str]) -> Dict[str, np.ndarray]:
     used: set = set()
-    w: Dict[str, np.ndarray] = {
-        "src_embed.weight": _take(state, used, "embeddings.word_embeddings.weight"),
-        "src_pos_embed.weight": _take(state, used, "embeddings.position_embeddings.weight"),
-    }
+    w: Dict[str, np.ndarray] = {}
+
+    def put(ours: str, theirs: str):
+        w[ours] = _take(state, used, theirs)
+        origin[ours] = theirs
+
+    def put_ln(ours: str, theirs: str):
+        w[ours + "weight"], w[ours + "bias"] = _ln(state, used, theirs)
+        origin[ours + "weight"], origin[ours + "bias"] = theirs + "weight", theirs + "bias"
+
+    put("src_embed.weight", "embeddings.word_embeddings.weight")
+    put("src_pos_embed.weight", "embeddings.position_embeddings.weight")
     if c.type_vocab_size > 0:
-        w["src_type_embed.weight"] = _take(state, used, "embeddings.token_type_embeddings.weight")
-    w["src_embed_norm.weight"], w["src_embed_norm.bias"] = _ln(state, used, "embeddings.LayerNorm.")
+        put("src_type_embed.weight", "embeddings.token_type_embeddings.weight")
+    put_ln("src_embed_norm.", "embeddings.LayerNorm.")
     for i in range(c.num_encoder_layers):
         s, d = f"encoder.layer.{i}.", f"encoder.layers.{i}."
-        q, k, v = (_take(state, used, f"{s}attention.self.{n}.weight") for n in ("query", "key", "value"))
-        qb, kb, vb = (_take(state, used, f"{s}attention.self.{n}.bias") for n in ("query", "key", "value"))
-        w[d + "self_attn.in_proj_weight"] = np.concatenate([q, k, v], axis=0)
-        w[d + "self_attn.in_proj_bias"] = np.concatenate([qb, kb, vb], axis=0)
-        w[d + "self_attn.out_proj.weight"] = _take(state, used, s + "attention.output.dense.weight")
-        w[d + "self_attn.out_proj.bias"] = _take(state, used, s + "attention.output.dense.bias")
-        w[d + "norm1.weight"], w[d + "norm1.bias"] = _ln(state, used, s + "attention.output.LayerNorm.")
-        w[d + "linear1.weight"] = _take(state, used, s + "intermediate.dense.weight")
-        w[d + "linear1.bias"] = _take(state, used, s + "intermediate.dense.bias")
-        w[d + "linear2.weight"] = _take(state, used, s + "output.dense.weight")
-        w[d + "linear2.bias"] = _take(state, used, s + "output.dense.bias")
-        w[d + "norm2.weight"], w[d + "norm2.bias"] = _ln(state, used, s + "output.LayerNorm.")
+        for kind in ("weight", "bias"):
+            names = [f"{s}attention.self.{n}.{kind}" for n in ("query", "key", "value")]
+            ours = d + ("self_attn.in_proj_weight" if kind == "weight" else "self_attn.in_proj_bias")
+            w[ours] = _concat_rows(names, [_take(state, used, n) for n in names])
+            origin[ours] = " + ".join(names)
+        put(d + "self_attn.out_proj.weight", s + "attention.output.dense.weight")
+        put(d + "self_attn.out_proj.bias", s + "attention.output.dense.bias")
+        put_ln(d + "norm1.", s + "attention.output.LayerNorm.")
+        put(d + "linear1.weight", s + "intermediate.dense.weight")
+        put(d + "linear1.bias", s + "intermediate.dense.bias")
+        put(d + "linear2.weight", s + "output.dense.weight")
+        put(d + "linear2.bias", s + "output.dense.bias")
+        put_ln(d + "norm2.", s + "output.LayerNorm.")
     # The pooler and pre-training heads are not part of the encoder.
     _leftovers(state, used, ("pooler.", "cls.", "embeddings.position_ids"))
     return w
@@ -276,39 +313,45 @@ def _load_marian(path: str, hf: dict) -> Transformer:
         tie_output=bool(hf.get("tie_word_embeddings", True)), output_bias=True,
         max_length=_require(hf, "max_position_embeddings"), pad_id=pad, bos_id=start, eos_id=eos)
     state = _strip_prefix(load_state_dict(path), ())
-    model = Transformer(config, _marian_weights(state, config))
+    origin: Dict[str, str] = {}
+    model = _build(Transformer, config, _marian_weights(state, config, origin), origin)
     model.generation_defaults = _marian_generation_defaults(path, hf, config)
     return model
 
 
-def _marian_weights(state: Dict[str, np.ndarray], c: TransformerConfig) -> Dict[str, np.ndarray]:
+def _marian_weights(state: Dict[str, np.ndarray], c: TransformerConfig, origin: Dict[str, str]) -> Dict[str, np.ndarray]:
     used: set = set()
     w: Dict[str, np.ndarray] = {}
     p = "model."
+
+    def put(ours: str, theirs: str):
+        w[ours] = _take(state, used, theirs)
+        origin[ours] = theirs
+
     if c.share_embeddings:
-        w["src_embed.weight"] = _take(state, used, p + "shared.weight")
+        put("src_embed.weight", p + "shared.weight")
         for dup in (p + "encoder.embed_tokens.weight", p + "decoder.embed_tokens.weight"):
             used.add(dup)  # tied copies of shared.weight, when saved
     else:
-        w["src_embed.weight"] = _take(state, used, p + "encoder.embed_tokens.weight")
-        w["tgt_embed.weight"] = _take(state, used, p + "decoder.embed_tokens.weight")
+        put("src_embed.weight", p + "encoder.embed_tokens.weight")
+        put("tgt_embed.weight", p + "decoder.embed_tokens.weight")
 
     def attention(src: str, dst: str):
-        qkv = [_take(state, used, f"{src}{n}_proj.weight") for n in ("q", "k", "v")]
-        qkv_b = [_take(state, used, f"{src}{n}_proj.bias") for n in ("q", "k", "v")]
-        w[dst + "in_proj_weight"] = np.concatenate(qkv, axis=0)
-        w[dst + "in_proj_bias"] = np.concatenate(qkv_b, axis=0)
-        w[dst + "out_proj.weight"] = _take(state, used, src + "out_proj.weight")
-        w[dst + "out_proj.bias"] = _take(state, used, src + "out_proj.bias")
+        for kind, ours in (("weight", "in_proj_weight"), ("bias", "in_proj_bias")):
+            names = [f"{src}{n}_proj.{kind}" for n in ("q", "k", "v")]
+            w[dst + ours] = _concat_rows(names, [_take(state, used, n) for n in names])
+            origin[dst + ours] = " + ".join(names)
+        put(dst + "out_proj.weight", src + "out_proj.weight")
+        put(dst + "out_proj.bias", src + "out_proj.bias")
 
     def ffn_norm(src: str, dst: str, norms: List[Tuple[str, str]]):
-        w[dst + "linear1.weight"] = _take(state, used, src + "fc1.weight")
-        w[dst + "linear1.bias"] = _take(state, used, src + "fc1.bias")
-        w[dst + "linear2.weight"] = _take(state, used, src + "fc2.weight")
-        w[dst + "linear2.bias"] = _take(state, used, src + "fc2.bias")
+        put(dst + "linear1.weight", src + "fc1.weight")
+        put(dst + "linear1.bias", src + "fc1.bias")
+        put(dst + "linear2.weight", src + "fc2.weight")
+        put(dst + "linear2.bias", src + "fc2.bias")
         for ours, theirs in norms:
-            w[dst + ours + ".weight"] = _take(state, used, src + theirs + ".weight")
-            w[dst + ours + ".bias"] = _take(state, used, src + theirs + ".bias")
+            put(dst + ours + ".weight", src + theirs + ".weight")
+            put(dst + ours + ".bias", src + theirs + ".bias")
 
     for i in range(c.num_encoder_layers):
         s, d = f"{p}encoder.layers.{i}.", f"encoder.layers.{i}."
@@ -323,7 +366,8 @@ def _marian_weights(state: Dict[str, np.ndarray], c: TransformerConfig) -> Dict[
     if c.tie_output:
         used.add("lm_head.weight")  # tied to the embeddings, when saved
     else:
-        w["generator.weight"] = _take(state, used, "lm_head.weight")
+        put("generator.weight", "lm_head.weight")
+    origin["generator.bias"] = "final_logits_bias"
     bias = state.get("final_logits_bias")
     used.add("final_logits_bias")
     w["generator.bias"] = (np.zeros(c.tgt_vocab_size, np.float32) if bias is None
