@@ -98,19 +98,25 @@ std::optional<IntArray> lengths_array(py::handle obj, int64_t B, int64_t S) {
   return l;
 }
 
+// name -> weight view over contiguous float32 arrays, kept alive in *keep during the load.
+model::WeightMap weight_map(const py::dict& weights, const char* fn, std::vector<FloatArray>* keep) {
+  model::WeightMap map;
+  keep->reserve(weights.size());
+  for (auto item : weights) {
+    const std::string name = item.first.cast<std::string>();
+    keep->push_back(float_array(item.second, fn, name.c_str()));
+    const FloatArray& a = keep->back();
+    map[name] = model::WeightView{a.data(), std::vector<int64_t>(a.shape(), a.shape() + a.ndim())};
+  }
+  return map;
+}
+
 class PyTransformer {
  public:
   PyTransformer(const py::dict& config, const py::dict& weights) {
     const model::TransformerConfig cfg = config_from_dict(config);
-    model::WeightMap map;
-    std::vector<FloatArray> keep;  // contiguous float32 views, alive during the load
-    keep.reserve(weights.size());
-    for (auto item : weights) {
-      const std::string name = item.first.cast<std::string>();
-      keep.push_back(float_array(item.second, "Transformer", name.c_str()));
-      const FloatArray& a = keep.back();
-      map[name] = model::WeightView{a.data(), std::vector<int64_t>(a.shape(), a.shape() + a.ndim())};
-    }
+    std::vector<FloatArray> keep;
+    const model::WeightMap map = weight_map(weights, "Transformer", &keep);
     py::gil_scoped_release release;
     model_ = std::make_unique<model::Transformer>(cfg, map);
   }
@@ -242,15 +248,8 @@ class PyTransformer {
 class PyEncoderModel {
  public:
   PyEncoderModel(const py::dict& config, const py::dict& weights) : cfg_(config_from_dict(config)) {
-    model::WeightMap map;
     std::vector<FloatArray> keep;
-    keep.reserve(weights.size());
-    for (auto item : weights) {
-      const std::string name = item.first.cast<std::string>();
-      keep.push_back(float_array(item.second, "EncoderModel", name.c_str()));
-      const FloatArray& a = keep.back();
-      map[name] = model::WeightView{a.data(), std::vector<int64_t>(a.shape(), a.shape() + a.ndim())};
-    }
+    const model::WeightMap map = weight_map(weights, "EncoderModel", &keep);
     py::gil_scoped_release release;
     encoder_ = std::make_unique<model::Encoder>(kernels::active(), cfg_, map);
   }

@@ -49,19 +49,6 @@ void export_norm(const WeightSink& sink, const std::string& p, const LayerNorm& 
   export_array(sink, p + "bias", {n.size()}, n.bias());
 }
 
-namespace {
-// Per-call scratch of one encoder pass over M = B*S rows.
-struct Workspace {
-  AlignedBuffer x, t, qkv, ctx, hidden;
-  Workspace(int64_t M, int64_t E, int64_t F)
-      : x(static_cast<size_t>(M * E)),
-        t(static_cast<size_t>(M * E)),
-        qkv(static_cast<size_t>(M * 3 * E)),
-        ctx(static_cast<size_t>(M * E)),
-        hidden(static_cast<size_t>(M * F)) {}
-};
-}  // namespace
-
 Encoder::Encoder(const kernels::KernelTable& kt, const TransformerConfig& cfg, const WeightMap& w)
     : kt_(kt), cfg_(cfg) {
   const int64_t E = cfg.d_model, F = cfg.dim_feedforward, V = cfg.src_vocab_size;

@@ -64,4 +64,17 @@ class LayerNorm {
 // Copy of `count` floats into a new aligned buffer.
 AlignedBuffer copy_aligned(const float* src, int64_t count);
 
+// Scratch of one forward pass of a layer stack over M rows: the residual stream x,
+// a second stream t, the fused projections qkv, the attention output ctx and the
+// feed-forward hidden layer.
+struct Workspace {
+  AlignedBuffer x, t, qkv, ctx, hidden;
+  Workspace(int64_t M, int64_t E, int64_t F)
+      : x(static_cast<size_t>(M * E)),
+        t(static_cast<size_t>(M * E)),
+        qkv(static_cast<size_t>(M * 3 * E)),
+        ctx(static_cast<size_t>(M * E)),
+        hidden(static_cast<size_t>(M * F)) {}
+};
+
 }  // namespace pt::model

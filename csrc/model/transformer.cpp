@@ -31,16 +31,6 @@ const TransformerConfig& checked(const TransformerConfig& c) {
   return c;
 }
 
-// Per-call scratch of one decoder pass over M = B*T rows.
-struct Workspace {
-  AlignedBuffer x, t, qkv, ctx, hidden;
-  Workspace(int64_t M, int64_t E, int64_t F)
-      : x(static_cast<size_t>(M * E)),
-        t(static_cast<size_t>(M * E)),
-        qkv(static_cast<size_t>(M * 3 * E)),
-        ctx(static_cast<size_t>(M * E)),
-        hidden(static_cast<size_t>(M * F)) {}
-};
 
 }  // namespace
 
