@@ -144,6 +144,7 @@ class SamplingRun {
       active_.push_back(b);
     }
     tokens_.assign(static_cast<size_t>(B), bos_);
+    keep_.reserve(static_cast<size_t>(B));
     logp_.resize(static_cast<size_t>(B * V));
   }
 
@@ -156,7 +157,7 @@ class SamplingRun {
     const float* logits = state_.advance(tokens_.data());
     const bool need_logp = o_.return_scores;
     if (need_logp) model_.kernels().log_softmax(logits, logp_.data(), R, V);
-    std::vector<int64_t> keep;
+    keep_.clear();
     for (int64_t r = 0; r < R; ++r) {
       SampledSource& s = sources_[static_cast<size_t>(active_[static_cast<size_t>(r)])];
       int32_t next;
@@ -177,15 +178,14 @@ class SamplingRun {
       }
       if (produced) produced->push_back({active_[static_cast<size_t>(r)], next});
       if (!s.done) {
-        tokens_[keep.size()] = next;
-        keep.push_back(r);
+        tokens_[keep_.size()] = next;
+        keep_.push_back(r);
       }
     }
-    if (static_cast<int64_t>(keep.size()) != R) {
-      state_.keep_sources(keep);
-      std::vector<int64_t> still;
-      for (int64_t r : keep) still.push_back(active_[static_cast<size_t>(r)]);
-      active_.swap(still);
+    if (static_cast<int64_t>(keep_.size()) != R) {
+      state_.keep_sources(keep_);
+      for (size_t n = 0; n < keep_.size(); ++n) active_[n] = active_[static_cast<size_t>(keep_[n])];
+      active_.resize(keep_.size());
     }
   }
 
@@ -208,6 +208,7 @@ class SamplingRun {
   TokenChooser chooser_;
   std::vector<SampledSource> sources_;
   std::vector<int64_t> active_;  // source of each active row
+  std::vector<int64_t> keep_;    // rows that continue after a step (reserved: no allocation per step)
   std::vector<int32_t> tokens_;
   std::vector<float> logp_;
   int32_t bos_, eos_;
@@ -219,38 +220,62 @@ class SamplingRun {
 // top K, K finished slots, and its stopping heuristic.
 // ---------------------------------------------------------------------------
 
-struct Finished {
+// Token sequences of fixed capacity, stored in one preallocated block.
+class SequenceStore {
+ public:
+  SequenceStore(int64_t count, int64_t capacity)
+      : cap_(capacity), len_(static_cast<size_t>(count), 0), data_(static_cast<size_t>(count * capacity)) {}
+  int32_t* data(int64_t i) { return data_.data() + i * cap_; }
+  const int32_t* data(int64_t i) const { return data_.data() + i * cap_; }
+  int64_t size(int64_t i) const { return len_[static_cast<size_t>(i)]; }
+  // Sequence i = src (n tokens) followed by `tail` (>= 0) when given.
+  void assign(int64_t i, const int32_t* src, int64_t n, int32_t tail = -1) {
+    std::copy(src, src + n, data(i));
+    if (tail >= 0) data(i)[n++] = tail;
+    len_[static_cast<size_t>(i)] = n;
+  }
+  void push(int64_t i, int32_t t) { data(i)[len_[static_cast<size_t>(i)]++] = t; }
+
+ private:
+  int64_t cap_;
+  std::vector<int64_t> len_;
+  std::vector<int32_t> data_;
+};
+
+struct Slot {  // a finished hypothesis (or an empty slot)
   float score = kImpossible;  // length-normalised
   float log_prob = 0.0f;
   bool finished = false;
-  std::vector<int32_t> tokens;
 };
 
 struct BeamSource {
   std::vector<int32_t> prefix;
-  std::vector<std::vector<int32_t>> seqs;  // K running sequences (no BOS)
-  std::vector<float> scores;               // K running log-probabilities
-  std::vector<Finished> slots;             // K, best first
-  int64_t generated = 0;
+  int64_t generated = 0, forced = 0;
   bool improvable = true;
   bool done = false;
 };
 
+// All sources' beams: running sequences and scores, and the K finished slots,
+// preallocated so that the step loop never allocates.
 std::vector<std::vector<Hypothesis>> beam_search(const Transformer& model, const float* memory, int64_t B, int64_t S,
                                                  const int32_t* src_lengths,
                                                  const std::vector<std::vector<int32_t>>& start_tokens,
                                                  const GenerationOptions& o, int32_t bos, int32_t eos) {
-  const int64_t K = o.beam_size, V = model.config().tgt_vocab_size;
-  DecoderState state(model, memory, B, S, src_lengths, K, max_prefix(start_tokens) + o.max_length);
+  const int64_t K = o.beam_size, V = model.config().tgt_vocab_size, C = 2 * K;  // C candidates kept per step
+  const int64_t steps = max_prefix(start_tokens) + o.max_length;
+  DecoderState state(model, memory, B, S, src_lengths, K, steps);
   std::vector<BeamSource> src(static_cast<size_t>(B));
-  std::vector<int64_t> active;
+  // Per source b: running beams b*K + i (two copies, swapped each step), slots b*K + i.
+  SequenceStore run(B * K, steps), next(B * K, steps), slots_seq(B * K, steps), slots_next(B * K, steps);
+  std::vector<float> scores(static_cast<size_t>(B * K), kImpossible), next_scores(static_cast<size_t>(B * K));
+  std::vector<Slot> slots(static_cast<size_t>(B * K)), merged(static_cast<size_t>(K + C));
+  std::vector<int64_t> merged_from(static_cast<size_t>(K + C));  // < K: old slot i; else candidate - K
+  std::vector<int64_t> active, keep, order(static_cast<size_t>(K + C));
+  active.reserve(static_cast<size_t>(B));
+  keep.reserve(static_cast<size_t>(B));
   for (int64_t b = 0; b < B; ++b) {
-    BeamSource& s = src[static_cast<size_t>(b)];
-    if (!start_tokens.empty()) s.prefix = start_tokens[static_cast<size_t>(b)];
-    s.seqs.assign(static_cast<size_t>(K), {});
-    s.scores.assign(static_cast<size_t>(K), kImpossible);
-    s.scores[0] = 0.0f;
-    s.slots.assign(static_cast<size_t>(K), Finished{});
+    if (!start_tokens.empty()) src[static_cast<size_t>(b)].prefix = start_tokens[static_cast<size_t>(b)];
+    scores[static_cast<size_t>(b * K)] = 0.0f;
     active.push_back(b);
   }
   std::vector<int32_t> tokens(static_cast<size_t>(B * K), bos), parent(static_cast<size_t>(B * K));
@@ -260,20 +285,22 @@ std::vector<std::vector<Hypothesis>> beam_search(const Transformer& model, const
     int64_t index;  // beam * V + token
   };
   std::vector<Cand> cands;
-  const int64_t C = 2 * K;  // candidates kept per step
+  cands.reserve(static_cast<size_t>(C));
+  std::vector<uint8_t> hit(static_cast<size_t>(C));
+  auto better = [](const Cand& x, const Cand& y) { return x.score > y.score || (x.score == y.score && x.index < y.index); };
 
   while (!active.empty()) {
     const int64_t R = state.rows();
     const float* logits = state.advance(tokens.data());
     model.kernels().log_softmax(logits, logp.data(), R, V);
-    std::vector<int64_t> keep;
+    keep.clear();
     for (int64_t a = 0; a < static_cast<int64_t>(active.size()); ++a) {
-      BeamSource& s = src[static_cast<size_t>(active[static_cast<size_t>(a)])];
-      const int64_t r0 = a * K;
-      if (s.seqs[0].size() < s.prefix.size()) {  // forced start tokens
-        const int32_t tok = s.prefix[s.seqs[0].size()];
+      const int64_t b = active[static_cast<size_t>(a)], r0 = a * K, s0 = b * K;
+      BeamSource& s = src[static_cast<size_t>(b)];
+      if (s.forced < static_cast<int64_t>(s.prefix.size())) {  // forced start tokens
+        const int32_t tok = s.prefix[static_cast<size_t>(s.forced++)];
         for (int64_t i = 0; i < K; ++i) {
-          s.seqs[static_cast<size_t>(i)].push_back(tok);
+          run.push(s0 + i, tok);
           tokens[static_cast<size_t>(r0 + i)] = tok;
           parent[static_cast<size_t>(r0 + i)] = static_cast<int32_t>(r0 + i);
         }
@@ -291,113 +318,125 @@ std::vector<std::vector<Hypothesis>> beam_search(const Transformer& model, const
           std::fill(lp + i * V, lp + (i + 1) * V, kNegInf);
           lp[i * V + eos] = 0.0f;
         }
-      // Top 2K of score[i] + logp[i][v] over all beams i and tokens v.
+      // Top 2K of score[i] + logp[i][v] over all beams i and tokens v (a heap whose
+      // front is the worst kept candidate).
       cands.clear();
-      auto worse = [](const Cand& x, const Cand& y) {
-        return x.score > y.score || (x.score == y.score && x.index < y.index);
-      };  // heap ordered so the worst kept candidate is at the front
       for (int64_t i = 0; i < K; ++i) {
-        const float base = s.scores[static_cast<size_t>(i)];
+        const float base = scores[static_cast<size_t>(s0 + i)];
         for (int64_t v = 0; v < V; ++v) {
           const Cand c{base + lp[i * V + v], i * V + v};
           if (static_cast<int64_t>(cands.size()) < C) {
             cands.push_back(c);
-            std::push_heap(cands.begin(), cands.end(), worse);
-          } else if (worse(c, cands.front())) {
-            std::pop_heap(cands.begin(), cands.end(), worse);
+            std::push_heap(cands.begin(), cands.end(), better);
+          } else if (better(c, cands.front())) {
+            std::pop_heap(cands.begin(), cands.end(), better);
             cands.back() = c;
-            std::push_heap(cands.begin(), cands.end(), worse);
+            std::push_heap(cands.begin(), cands.end(), better);
           }
         }
       }
-      std::sort(cands.begin(), cands.end(), worse);  // best first
+      std::sort(cands.begin(), cands.end(), better);  // best first
       const int64_t n = static_cast<int64_t>(cands.size());
       const bool at_max = s.generated + 1 >= o.max_length;
-      std::vector<bool> hit(static_cast<size_t>(n));
-      for (int64_t j = 0; j < n; ++j) hit[static_cast<size_t>(j)] = at_max || cands[static_cast<size_t>(j)].index % V == eos;
+      for (int64_t j = 0; j < n; ++j)
+        hit[static_cast<size_t>(j)] = at_max || cands[static_cast<size_t>(j)].index % V == eos;
 
-      // Finished candidates (only among the top K) enter the K slots if better.
+      // Finished candidates (only among the top K) enter the K slots if better: the
+      // K best of (old slots, then candidates), ties to the earlier.
       const float norm = length_normalizer(s.generated + 1, o.length_penalty);
-      std::vector<Finished> merged = s.slots;
-      for (int64_t j = 0; j < n; ++j) {
-        Finished f;
-        const Cand& c = cands[static_cast<size_t>(j)];
-        f.score = c.score / norm;
-        f.log_prob = c.score;
-        f.finished = j < K && hit[static_cast<size_t>(j)] && s.improvable;
-        if (!f.finished) f.score += kImpossible;
-        if (f.finished) {
-          const auto& base = s.seqs[static_cast<size_t>(c.index / V)];
-          f.tokens = base;
-          const int32_t tok = static_cast<int32_t>(c.index % V);
-          if (tok != eos) f.tokens.push_back(tok);
-        }
-        merged.push_back(std::move(f));
+      const int64_t m = K + n;
+      for (int64_t i = 0; i < K; ++i) {
+        merged[static_cast<size_t>(i)] = slots[static_cast<size_t>(s0 + i)];
+        merged_from[static_cast<size_t>(i)] = i;
       }
-      std::stable_sort(merged.begin(), merged.end(), [](const Finished& x, const Finished& y) { return x.score > y.score; });
-      merged.resize(static_cast<size_t>(K));
-      s.slots = std::move(merged);
+      for (int64_t j = 0; j < n; ++j) {
+        Slot& f = merged[static_cast<size_t>(K + j)];
+        f.log_prob = cands[static_cast<size_t>(j)].score;
+        f.finished = j < K && hit[static_cast<size_t>(j)] && s.improvable;
+        f.score = f.log_prob / norm + (f.finished ? 0.0f : kImpossible);
+        merged_from[static_cast<size_t>(K + j)] = K + j;
+      }
+      for (int64_t i = 0; i < m; ++i) order[static_cast<size_t>(i)] = i;
+      std::sort(order.begin(), order.begin() + m, [&](int64_t x, int64_t y) {
+        const float sx = merged[static_cast<size_t>(x)].score, sy = merged[static_cast<size_t>(y)].score;
+        return sx > sy || (sx == sy && x < y);
+      });
+      for (int64_t i = 0; i < K; ++i) {
+        const int64_t from = order[static_cast<size_t>(i)];
+        slots[static_cast<size_t>(s0 + i)] = merged[static_cast<size_t>(from)];
+        if (from < K) {
+          slots_next.assign(s0 + i, slots_seq.data(s0 + from), slots_seq.size(s0 + from));
+        } else if (merged[static_cast<size_t>(from)].finished) {
+          const Cand& c = cands[static_cast<size_t>(from - K)];
+          const int64_t beam = c.index / V;
+          const int32_t tok = static_cast<int32_t>(c.index % V);
+          slots_next.assign(s0 + i, run.data(s0 + beam), run.size(s0 + beam), tok == eos ? -1 : tok);
+        } else {
+          slots_next.assign(s0 + i, nullptr, 0);
+        }
+      }
+      for (int64_t i = 0; i < K; ++i) slots_seq.assign(s0 + i, slots_next.data(s0 + i), slots_next.size(s0 + i));
 
-      // The K best unfinished candidates continue.
-      std::vector<int64_t> order(static_cast<size_t>(n));
-      std::iota(order.begin(), order.end(), 0);
+      // The K best unfinished candidates continue (finished ones sink by -1e9).
       auto running_score = [&](int64_t j) {
         return cands[static_cast<size_t>(j)].score + (hit[static_cast<size_t>(j)] ? kImpossible : 0.0f);
       };
-      std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return running_score(x) > running_score(y); });
-      std::vector<std::vector<int32_t>> seqs(static_cast<size_t>(K));
-      std::vector<float> scores(static_cast<size_t>(K));
+      for (int64_t j = 0; j < n; ++j) order[static_cast<size_t>(j)] = j;
+      std::sort(order.begin(), order.begin() + n, [&](int64_t x, int64_t y) {
+        const float sx = running_score(x), sy = running_score(y);
+        return sx > sy || (sx == sy && x < y);
+      });
       for (int64_t i = 0; i < K; ++i) {
         const int64_t j = order[static_cast<size_t>(i)];
         const Cand& c = cands[static_cast<size_t>(j)];
         const int64_t beam = c.index / V;
         const int32_t tok = static_cast<int32_t>(c.index % V);
-        seqs[static_cast<size_t>(i)] = s.seqs[static_cast<size_t>(beam)];
-        seqs[static_cast<size_t>(i)].push_back(tok);
-        scores[static_cast<size_t>(i)] = running_score(j);
+        next.assign(s0 + i, run.data(s0 + beam), run.size(s0 + beam), tok);
+        next_scores[static_cast<size_t>(s0 + i)] = running_score(j);
         tokens[static_cast<size_t>(r0 + i)] = tok;
         parent[static_cast<size_t>(r0 + i)] = static_cast<int32_t>(r0 + beam);
       }
-      s.seqs.swap(seqs);
-      s.scores.swap(scores);
+      for (int64_t i = 0; i < K; ++i) {
+        run.assign(s0 + i, next.data(s0 + i), next.size(s0 + i));
+        scores[static_cast<size_t>(s0 + i)] = next_scores[static_cast<size_t>(s0 + i)];
+      }
       ++s.generated;
 
       // Stop when the best running beam, at its current length, cannot beat the
       // worst finished one (every slot filled), or at max_length.
       bool all_filled = true;
       float worst = std::numeric_limits<float>::infinity();
-      for (const Finished& f : s.slots) {
-        all_filled &= f.finished;
-        worst = std::min(worst, f.score);
+      for (int64_t i = 0; i < K; ++i) {
+        all_filled &= slots[static_cast<size_t>(s0 + i)].finished;
+        worst = std::min(worst, slots[static_cast<size_t>(s0 + i)].score);
       }
-      const float best_possible = s.scores[0] / length_normalizer(s.generated, o.length_penalty);
+      const float best_possible = scores[static_cast<size_t>(s0)] / length_normalizer(s.generated, o.length_penalty);
       if (all_filled && !(best_possible > worst)) s.improvable = false;
       bool all_hit = true;
-      for (int64_t j = 0; j < n; ++j) all_hit &= hit[static_cast<size_t>(j)];
+      for (int64_t j = 0; j < n; ++j) all_hit &= hit[static_cast<size_t>(j)] != 0;
       s.done = !s.improvable || all_hit;
       if (!s.done) keep.push_back(a);
     }
     // Rows follow their parents; finished sources leave the batch.
     state.reorder(parent.data());
-    if (static_cast<int64_t>(keep.size()) != static_cast<int64_t>(active.size())) {
-      std::vector<int64_t> still;
+    if (keep.size() != active.size()) {
       for (size_t n = 0; n < keep.size(); ++n) {
         const int64_t a = keep[n];
-        still.push_back(active[static_cast<size_t>(a)]);
         for (int64_t i = 0; i < K; ++i)
-          tokens[static_cast<size_t>(static_cast<int64_t>(n) * K + i)] = tokens[static_cast<size_t>(a * K + i)];
+          tokens[n * static_cast<size_t>(K) + static_cast<size_t>(i)] = tokens[static_cast<size_t>(a * K + i)];
+        active[n] = active[static_cast<size_t>(a)];
       }
       state.keep_sources(keep);
-      active.swap(still);
+      active.resize(keep.size());
     }
   }
   std::vector<std::vector<Hypothesis>> all;
-  for (const BeamSource& s : src) {
+  for (int64_t b = 0; b < B; ++b) {
     std::vector<Hypothesis> hyps;
     for (int64_t i = 0; i < o.num_hypotheses; ++i) {
-      const Finished& f = s.slots[static_cast<size_t>(i)];
+      const Slot& f = slots[static_cast<size_t>(b * K + i)];
       Hypothesis h;
-      h.tokens = f.tokens;
+      h.tokens.assign(slots_seq.data(b * K + i), slots_seq.data(b * K + i) + slots_seq.size(b * K + i));
       h.score = f.score;
       h.log_prob = f.log_prob;
       hyps.push_back(std::move(h));
@@ -462,6 +501,7 @@ TokenStream::TokenStream(const Transformer& model, const int32_t* src_ids, int64
   impl_->run = std::make_unique<SamplingRun>(model, impl_->memory.data(), 1, S, nullptr,
                                              std::vector<std::vector<int32_t>>{start_tokens}, impl_->options);
   impl_->prefix = start_tokens.size();
+  impl_->produced.reserve(1);
   impl_->eos = static_cast<int32_t>(model.config().eos_id);
 }
 
