@@ -24,7 +24,7 @@ same work done by
     hf+1    MarianMTModel(input_ids, decoder_input_ids=[B, 1] start tokens)
     ct2     ctranslate2.Translator(<the hf model converted with the converter of
             ct2-transformers-converter, float32>).translate_batch(tokens, beam_size=1,
-            max_decoding_length=1), in a worker process of its own (see Ct2Worker)
+            max_decoding_length=1), in a worker process of its own (see _common.Worker)
 
 pt and torch share one set of random weights, and pt's encoder output is checked
 against torch's (max abs diff, printed). hf and ct2 run the Marian model, with other
@@ -65,27 +65,18 @@ Usage:
 
 from __future__ import annotations
 
-import os
+import argparse
+import math
+import sys
+import time
+import warnings
 
-# Quiet, offline Hugging Face libraries: the Marian model is built locally from a config.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import numpy as np
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import math  # noqa: E402
-import platform  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-
-import numpy as np  # noqa: E402
+if __package__:  # imported as benchmarks.compare_model (asv's discovery, python -m)
+    from . import _common as bc
+else:  # run as a script: benchmarks/ is on sys.path
+    import _common as bc
 
 warnings.filterwarnings("ignore", message="The PyTorch API of nested tensors")
 
@@ -94,10 +85,7 @@ import pytransformer as pt  # noqa: E402
 PEERS = ("torch", "hf", "ct2")
 CASES = [(1, 32), (1, 128), (32, 64)]
 
-# Transformer-base.
-D_MODEL, NHEAD, LAYERS, FFN, VOCAB = 512, 8, 6, 2048, 32000
-MAX_POS = 512  # positions in the Marian model (as in the anchors: 61,046,784 parameters)
-SEED = 1234
+D_MODEL, NHEAD, LAYERS, FFN, VOCAB, SEED = bc.D_MODEL, bc.NHEAD, bc.LAYERS, bc.FFN, bc.VOCAB, bc.SEED
 
 ENC_GROUP, STEP_GROUP = "enc", "step"
 
@@ -123,39 +111,10 @@ def flop_step(b: int, s: int) -> float:
 # -- machine description -------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-_ENV_PREFIXES = ("OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "PYTRANSFORMER_", "CT2_", "DNNL_", "ONEDNN_")
-
-
 def machine_lines(peers) -> list[str]:
-    lines = [
-        f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; load average at start: "
-        + " ".join(f"{v:.2f}" for v in os.getloadavg()),
-        f"Python {platform.python_version()}, numpy {np.__version__}, {platform.platform()}",
-        f"pytransformer {pt.__version__}: {pt.runtime_info()}",
-    ]
+    lines = bc.base_machine_lines()
     if peers.torch is not None:
-        torch = peers.torch
-        cap = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else "?"
-        lines.append(f"torch {torch.__version__}: CPU capability {cap}, MKL {torch.backends.mkl.is_available()}, "
-                     f"oneDNN {torch.backends.mkldnn.is_available()}")
+        lines.append(bc.torch_line(peers.torch))
     if peers.hf_model is not None:
         lines.append(f"transformers {peers.transformers.__version__}: MarianMTModel, attention "
                      f"{peers.hf_model.config._attn_implementation}, {peers.hf_params:,} parameters")
@@ -163,83 +122,8 @@ def machine_lines(peers) -> list[str]:
         lines.append(f"ctranslate2 {peers.ct2.__version__} (in a worker process of its own): float32, inter_threads=1, "
                      "intra_threads = threads"
                      + (f"; {peers.ct2_backend}" if peers.ct2_backend else ""))
-    env = sorted(k for k in os.environ if k.startswith(_ENV_PREFIXES))
-    lines.append("environment: " + (", ".join(f"{k}={os.environ[k]}" for k in env) if env else
-                                    "no OMP_/GOMP_/KMP_/MKL_/OPENBLAS_/PYTRANSFORMER_/CT2_/DNNL_ variables set"))
+    lines.append(bc.env_line())
     return lines
-
-
-# -- CPU accounting: how much did other processes run while we timed? --------------
-
-
-def _machine_busy_ticks() -> int:
-    with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:]]
-    # user nice system idle iowait irq softirq steal: everything but idle and iowait
-    return sum(fields[:8]) - fields[3] - fields[4]
-
-
-# Worker processes of this script (CTranslate2's): their CPU time is ours, not "other".
-WORKER_PIDS: list = []
-
-
-def _process_ticks(pid) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            rest = f.read().rsplit(")", 1)[1].split()
-    except OSError:  # a worker that has exited
-        return 0
-    return int(rest[11]) + int(rest[12])  # utime + stime, all threads
-
-
-def _own_ticks() -> int:
-    return _process_ticks("self") + sum(_process_ticks(pid) for pid in WORKER_PIDS)
-
-
-class OtherLoad:
-    """Other processes' share of the machine's CPU over timed windows (Linux only)."""
-
-    def __init__(self):
-        self.available = os.path.exists("/proc/stat")
-        self.hz = os.sysconf("SC_CLK_TCK") if self.available else 100
-        self.ncpu = os.cpu_count() or 1
-        self.other = 0
-        self.wall = 0.0
-        self.remeasured = 0
-
-    def start(self):
-        if self.available:
-            self._m, self._o, self._t = _machine_busy_ticks(), _own_ticks(), time.perf_counter()
-
-    def stop(self) -> float:
-        """Ends a window and returns other processes' share of the CPU during it."""
-        if not self.available:
-            return 0.0
-        self._window = ((_machine_busy_ticks() - self._m) - (_own_ticks() - self._o), time.perf_counter() - self._t)
-        return max(0.0, self._window[0] / self.hz / (self._window[1] * self.ncpu))
-
-    def keep(self):
-        if self.available:
-            self.other += self._window[0]
-            self.wall += self._window[1]
-
-    def share(self) -> float:
-        if not self.available or self.wall <= 0:
-            return float("nan")
-        return max(0.0, self.other / self.hz / (self.wall * self.ncpu))
-
-
-def wait_for_quiet(max_wait: float, window: float = 0.5) -> float:
-    """Waits (up to max_wait s) until other processes use < 10% of the CPU over a window."""
-    load = OtherLoad()
-    if not load.available or max_wait <= 0:
-        return 0.0
-    t0 = time.perf_counter()
-    while True:
-        load.start()
-        time.sleep(window)
-        if load.stop() < 0.10 or time.perf_counter() - t0 >= max_wait:
-            return time.perf_counter() - t0
 
 
 # -- the models ------------------------------------------------------------------------
@@ -340,22 +224,10 @@ class Peers:
 
     # HF Marian ---------------------------------------------------------------------------
 
-    def marian_config(self):
-        tf = self.transformers
-        return tf.MarianConfig(
-            vocab_size=VOCAB, d_model=D_MODEL, encoder_layers=LAYERS, decoder_layers=LAYERS,
-            encoder_attention_heads=NHEAD, decoder_attention_heads=NHEAD, encoder_ffn_dim=FFN,
-            decoder_ffn_dim=FFN, activation_function="relu", scale_embedding=True,
-            max_position_embeddings=MAX_POS, share_encoder_decoder_embeddings=True,
-            # Marian's ids: </s> = 0, <unk> = 1, <pad> = last (also the decoder start).
-            pad_token_id=VOCAB - 1, decoder_start_token_id=VOCAB - 1, eos_token_id=0,
-            # The default forced_eos_token_id=0 would force </s> as the last token.
-            forced_eos_token_id=None, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
-
     def _build_hf(self):
         try:
             self.torch.manual_seed(SEED)
-            self.hf_model = self.transformers.MarianMTModel(self.marian_config()).eval()
+            self.hf_model = self.transformers.MarianMTModel(bc.marian_config(self.transformers)).eval()
             self.hf_params = sum(p.numel() for p in self.hf_model.parameters())
             self.hf_encoder = self.hf_model.get_encoder()
         except Exception as e:  # noqa: BLE001 - a peer that cannot be built is skipped, not fatal
@@ -368,37 +240,19 @@ class Peers:
     def _build_ct2(self):
         try:
             import ctranslate2
-            from ctranslate2.converters import TransformersConverter
         except ImportError as e:
             self.notes.append(f"ct2: skipped (ctranslate2 not importable: {e}; pip install ctranslate2)")
             self.wanted.discard("ct2")
             return
-        stamp = json.dumps({"seed": SEED, "config": self.marian_config().to_dict(),
-                            "ctranslate2": ctranslate2.__version__,
-                            "torch": self.torch.__version__}, sort_keys=True, default=str)
-        hf_dir, ct2_dir = os.path.join(self.workdir, "marian-hf"), os.path.join(self.workdir, "marian-ct2-float32")
-        stamp_file = os.path.join(ct2_dir, "compare_model.stamp")
         try:
-            with open(stamp_file) as f:
-                reuse = f.read() == stamp and os.path.exists(os.path.join(ct2_dir, "model.bin"))
-        except OSError:
-            reuse = False
-        try:
-            if not reuse:
-                t0 = time.perf_counter()
-                self._save_hf(hf_dir)
-                # The converter behind the ct2-transformers-converter command line.
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    TransformersConverter(hf_dir).convert(ct2_dir, force=True)
-                with open(stamp_file, "w") as f:
-                    f.write(stamp)
-                shutil.rmtree(hf_dir, ignore_errors=True)
+            t0 = time.perf_counter()
+            self.ct2_dir, reused = bc.marian_ct2(self.transformers, self.hf_model, self.workdir, "marian-ct2-float32",
+                                                 {"seed": SEED, "torch": self.torch.__version__})
+            if not reused:
                 print(f"  converted the Marian model for CTranslate2 in {time.perf_counter() - t0:.1f} s",
                       file=sys.stderr, flush=True)
-            self.ct2_dir = ct2_dir
-            self.ct2_worker = Ct2Worker(ct2_dir)
-            self.ct2_backend = self.ct2_worker.backend()
+            self.ct2_worker = bc.Worker()
+            self.ct2_backend = bc.ct2_backend(self.ct2_worker, "Translator", self.ct2_dir)
             self.ct2 = ctranslate2
         except Exception as e:  # noqa: BLE001
             self.notes.append(f"ct2: skipped (conversion or loading failed: {type(e).__name__}: {e})")
@@ -411,137 +265,20 @@ class Peers:
         if worker is not None:
             worker.close()
 
-    def _save_hf(self, hf_dir):
-        """The Marian model plus the tokenizer the converter insists on: a 32000-entry
-        word-level tokenizer.json (ids 0 </s>, 1 <unk>, 31999 <pad>, else w<id>)."""
-        from tokenizers import Tokenizer, models, pre_tokenizers
 
-        os.makedirs(hf_dir, exist_ok=True)
-        self.hf_model.save_pretrained(hf_dir)
-        tok = Tokenizer(models.WordLevel({marian_token(i): i for i in range(VOCAB)}, unk_token="<unk>"))
-        tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-        fast = self.transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", unk_token="<unk>",
-                                                         pad_token="<pad>")
-        fast.save_pretrained(hf_dir)
+# -- CTranslate2 (in a worker process of its own: see _common.Worker) --------------------
 
 
-# -- CTranslate2 in a worker process ------------------------------------------------------
+def ct2_proxy(translator, tokens):
+    """The timed call: the encoder + one decoder step."""
+    return translator.translate_batch(tokens, beam_size=1, max_decoding_length=1)
 
 
-def _ct2_worker_main(conn):
-    """Serves Ct2Worker: load a Translator, keep the source tokens, time samples."""
-    import ctranslate2
-
-    translator = tokens = None
-
-    def translate():
-        return translator.translate_batch(tokens, beam_size=1, max_decoding_length=1)
-
-    while True:
-        op, *a = conn.recv()
-        try:
-            if op == "exit":
-                break
-            if op == "load":  # (model dir, threads)
-                translator = None
-                translator = ctranslate2.Translator(a[0], device="cpu", compute_type="float32", intra_threads=a[1],
-                                                    inter_threads=1)
-                out = None
-            elif op == "tokens":
-                tokens, out = a[0], None
-            elif op == "run":  # (calls, wake): seconds for the calls
-                if a[1]:
-                    translate()
-                t0 = time.perf_counter()
-                for _ in range(a[0]):
-                    translate()
-                out = time.perf_counter() - t0
-            elif op == "first_tokens":
-                out = [r.hypotheses[0][0] if r.hypotheses[0] else "" for r in translate()]
-            elif op == "backend":  # CTranslate2's log of its ISA and GEMM backends (C++ stderr)
-                ctranslate2.set_log_level(logging.INFO)
-                with tempfile.TemporaryFile() as f:
-                    sys.stderr.flush()
-                    saved = os.dup(2)
-                    os.dup2(f.fileno(), 2)
-                    try:
-                        ctranslate2.Translator(a[0], device="cpu", compute_type="float32", intra_threads=1,
-                                               inter_threads=1)
-                    finally:
-                        os.dup2(saved, 2)
-                        os.close(saved)
-                        ctranslate2.set_log_level(logging.WARNING)
-                    f.seek(0)
-                    out = f.read().decode(errors="replace")
-            else:
-                raise ValueError(f"unknown op {op!r}")
-            conn.send(("ok", out))
-        except Exception as e:  # noqa: BLE001 - reported to the parent
-            conn.send(("error", f"{type(e).__name__}: {e}"))
+def ct2_first_tokens(results):
+    return [r.hypotheses[0][0] if r.hypotheses[0] else "" for r in results]
 
 
-class Ct2Worker:
-    """CTranslate2 in a process of its own, driven from the interleaved rounds.
-
-    In the process that imported torch, CTranslate2 would share pt's and torch's libgomp
-    and, with a second OpenMP team, make it stop spinning (see the module docstring).
-    The worker imports ctranslate2 without torch, so it uses the libgomp it bundles.
-    Samples are timed inside the worker; the pipe round trip is not timed.
-    """
-
-    def __init__(self, model_dir):
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("spawn")  # no fork of a process with OpenMP threads
-        self.model_dir = model_dir
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_ct2_worker_main, args=(child,), daemon=True)
-        self.proc.start()
-        child.close()
-        WORKER_PIDS.append(self.proc.pid)
-
-    def _call(self, *msg):
-        self.conn.send(msg)
-        status, out = self.conn.recv()
-        if status != "ok":
-            raise RuntimeError(f"CTranslate2 worker: {out}")
-        return out
-
-    def backend(self) -> str:
-        keep = []
-        for line in self._call("backend", self.model_dir).splitlines():
-            msg = line.split("] ")[-1].strip().lstrip("- ").strip()
-            if msg.startswith(("Selected ISA", "Use Intel MKL", "SGEMM backend")):
-                keep.append(msg)
-        return ", ".join(keep)
-
-    def load(self, threads):
-        self._call("load", self.model_dir, threads)
-
-    def set_tokens(self, tokens):
-        self._call("tokens", tokens)
-
-    def first_tokens(self):
-        return self._call("first_tokens")
-
-    def sample(self, number, wake):
-        return self._call("run", number, wake)
-
-    def close(self):
-        try:
-            self.conn.send(("exit",))
-        except OSError:
-            pass
-        self.proc.join(5)
-        if self.proc.is_alive():
-            self.proc.terminate()
-            self.proc.join(5)
-        if self.proc.pid in WORKER_PIDS:
-            WORKER_PIDS.remove(self.proc.pid)
-
-
-def marian_token(i: int) -> str:
-    return "</s>" if i == 0 else "<unk>" if i == 1 else "<pad>" if i == VOCAB - 1 else f"w{i}"
+marian_token = bc.marian_token
 
 
 # -- checks ------------------------------------------------------------------------------
@@ -583,62 +320,6 @@ def parity_lines(peers) -> list[str]:
     return lines
 
 
-# -- timing ------------------------------------------------------------------------------
-
-WAKE_BELOW = 0.05  # seconds per call: shorter calls get an untimed call before each sample
-
-
-def local(fn):
-    """A sampler: (calls, wake) -> seconds for the calls, after one untimed call if wake."""
-
-    def sample(number, wake):
-        if wake:
-            fn()  # wake this library's thread pool
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        return time.perf_counter() - t0
-
-    return sample
-
-
-def calibrate(sample, min_time: float):
-    """(calls per sample, seconds per call) after a warm-up."""
-    sample(1, False)
-    t = sample(1, False)
-    if t < WAKE_BELOW:  # cheap: warm up a little more and time again
-        t = sample(1, True)
-    return max(1, math.ceil(min_time / max(t, 1e-7))), t
-
-
-def measure(impls: dict, args, loads: dict) -> dict:
-    cal = {name: calibrate(sample, args.min_time) for name, (sample, _) in impls.items()}
-    samples = {name: [] for name in impls}
-    names = list(impls)
-    for r in range(args.repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
-        for name in order:
-            (sample, group), (number, per_call) = impls[name], cal[name]
-            load = loads[group]
-            for attempt in range(args.retries + 1):
-                time.sleep(args.gap if attempt == 0 else 0.5)
-                load.start()
-                t = sample(number, per_call < WAKE_BELOW)
-                # Another process was busy: pause and measure again, within a budget of
-                # --repeats re-measurements per row, so a machine that stays busy ends the run.
-                if load.stop() <= args.max_other or attempt == args.retries or load.remeasured >= args.repeats:
-                    break
-                load.remeasured += 1
-            load.keep()
-            samples[name].append(t / number)
-    return samples
-
-
-def quartiles(xs):
-    q = np.percentile(np.asarray(xs), [25, 50, 75])
-    return float(q[0]), float(q[1]), float(q[2])
-
-
 def run_case(b, s, threads, peers, args):
     rng = np.random.default_rng([SEED, b, s])
     ids = rng.integers(3, VOCAB - 1, (b, s))
@@ -646,8 +327,8 @@ def run_case(b, s, threads, peers, args):
     start = np.full((b, 1), peers.config.bos_id)
     m = peers.pt_model
     impls = {
-        "pt": (local(lambda: m.encode(ids)), ENC_GROUP),
-        "pt+1": (local(lambda: m.decode(start, m.encode(ids))), STEP_GROUP),
+        "pt": (bc.local(lambda: m.encode(ids)), ENC_GROUP),
+        "pt+1": (bc.local(lambda: m.decode(start, m.encode(ids))), STEP_GROUP),
     }
     row = {"case": (b, s), "threads": threads, "diff": None, "agree": None}
     torch = peers.torch
@@ -657,7 +338,7 @@ def run_case(b, s, threads, peers, args):
     if "torch" in peers.wanted:
         ids_t = torch.from_numpy(ids)
         emb, enc, pe, scale = peers.src_embed, peers.torch_tr.encoder, peers.pe_t[:s], math.sqrt(D_MODEL)
-        impls["torch"] = (local(lambda: enc(emb(ids_t) * scale + pe)), ENC_GROUP)
+        impls["torch"] = (bc.local(lambda: enc(emb(ids_t) * scale + pe)), ENC_GROUP)
         with torch.inference_mode():
             row["diff"] = float(np.abs(m.encode(ids) - enc(emb(ids_t) * scale + pe).numpy()).max())
     if "hf" in peers.wanted or "ct2" in peers.wanted:
@@ -667,79 +348,33 @@ def run_case(b, s, threads, peers, args):
         start_t = torch.full((b, 1), VOCAB - 1)  # Marian's decoder start: <pad>
         hf, hf_enc = peers.hf_model, peers.hf_encoder
         if "hf" in peers.wanted:
-            impls["hf"] = (local(lambda: hf_enc(input_ids=mids_t)), ENC_GROUP)
-            impls["hf+1"] = (local(lambda: hf(input_ids=mids_t, decoder_input_ids=start_t)), STEP_GROUP)
+            impls["hf"] = (bc.local(lambda: hf_enc(input_ids=mids_t)), ENC_GROUP)
+            impls["hf+1"] = (bc.local(lambda: hf(input_ids=mids_t, decoder_input_ids=start_t)), STEP_GROUP)
     if peers.ct2 is not None:
         worker = peers.ct2_worker
-        worker.set_tokens([[marian_token(int(i)) for i in r] for r in mids])
+        worker.prepare(ct2_proxy, [[marian_token(int(i)) for i in r] for r in mids])
         impls["ct2"] = (worker.sample, STEP_GROUP)
         # Faithful conversion: CT2's token = the argmax of HF's logits over CT2's 31999-entry vocabulary.
         with torch.inference_mode():
             ref = hf(input_ids=mids_t, decoder_input_ids=start_t).logits[:, -1, : VOCAB - 1].argmax(-1).tolist()
-        got = worker.first_tokens()
+        got = worker.output(ct2_first_tokens)
         row["agree"] = (sum(g == marian_token(t) for g, t in zip(got, ref)), b)
 
-    loads = {ENC_GROUP: OtherLoad(), STEP_GROUP: OtherLoad()}
+    loads = {ENC_GROUP: bc.OtherLoad(), STEP_GROUP: bc.OtherLoad()}
     if torch is not None:
         with torch.inference_mode():
-            samples = measure(impls, args, loads)
+            samples = bc.measure(impls, args, loads)
     else:
-        samples = measure(impls, args, loads)
+        samples = bc.measure(impls, args, loads)
 
     row["loads"] = loads
-    for name, xs in samples.items():
-        q1, med, q3 = quartiles(xs)
+    for name, entry in bc.summarize(samples).items():
         flop = flop_encoder(b, s) if impls[name][1] == ENC_GROUP else flop_step(b, s)
-        row[name] = {"median": med, "gflops": flop / med / 1e9, "iqr": (q3 - q1) / med}
+        row[name] = dict(entry, gflops=flop / entry["median"] / 1e9)
     return row
 
 
-# -- output ------------------------------------------------------------------------------
-
-
-def fmt_ms(t: float) -> str:
-    ms = t * 1e3
-    return f"{ms:.3f}" if ms < 1 else f"{ms:.2f}" if ms < 10 else f"{ms:.1f}" if ms < 100 else f"{ms:.0f}"
-
-
-def fmt_load(load) -> list[str]:
-    other = load.share()
-    return ["?" if math.isnan(other) else f"{100 * other:.0f}%" + (" !" if other > 0.10 else ""),
-            str(load.remeasured)]
-
-
-def table(rows, group, names, ratios, extra):
-    """Wide table: one row per case and thread count; names = implementations present."""
-    head = ["case", "thr"]
-    for n in names:
-        head += [f"{n} ms", f"{n} GF/s"]
-    head += [f"{a}/{b}" for a, b in ratios] + [h for h, _ in extra] + ["spread", "other", "re"]
-    body = []
-    for r in rows:
-        cells = [f"{r['case'][0]}x{r['case'][1]}", str(r["threads"])]
-        for n in names:
-            cells += [fmt_ms(r[n]["median"]), f"{r[n]['gflops']:.1f}"]
-        cells += [f"{r[b]['median'] / r[a]['median']:.2f}x" for a, b in ratios]
-        cells += [f(r) for _, f in extra]
-        cells.append(f"{100 * max(r[n]['iqr'] for n in names):.0f}%")
-        cells += fmt_load(r["loads"][group])
-        body.append(cells)
-    return head, body
-
-
-def print_text(head, body):
-    widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(head)]
-    print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
-    print("  ".join("-" * w for w in widths))
-    for row in body:
-        print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
-
-
-def print_markdown(head, body):
-    print("| " + " | ".join(head) + " |")
-    print("|" + "|".join("---" if i < 2 else "--:" for i in range(len(head))) + "|")
-    for row in body:
-        print("| " + " | ".join(row) + " |")
+# -- arguments ---------------------------------------------------------------------------
 
 
 def parse_case(s: str):
@@ -752,77 +387,36 @@ def parse_case(s: str):
     return b, length
 
 
-def parse_peers(s: str):
-    names = [p.strip() for p in s.split(",") if p.strip() and p.strip() != "none"]
-    bad = [p for p in names if p not in PEERS]
-    if bad:
-        raise argparse.ArgumentTypeError(f"unknown peer(s) {bad}; choose from {','.join(PEERS)} (or 'none')")
-    return names
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default: 1 2)")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="rounds, one sample of each implementation per round (default 7, --quick 3)")
-    p.add_argument("--min-time", type=float, default=None, help="seconds per sample (default 0.1, --quick 0.03)")
-    p.add_argument("--gap", type=float, default=0.15, help="sleep before each sample, seconds (default 0.15)")
-    p.add_argument("--max-other", type=float, default=0.25,
-                   help="re-measure a sample when other processes used more than this share of the CPU "
-                   "(default 0.25)")
-    p.add_argument("--retries", type=int, default=3,
-                   help="re-measurements per sample at most (default 3; at most --repeats per row and table)")
-    p.add_argument("--wait-quiet", type=float, default=None,
-                   help="before each case, wait up to this many seconds until other processes use < 10%% of "
-                   "the CPU (default 60, --quick 10; 0: do not wait)")
     p.add_argument("--cases", type=parse_case, nargs="+", default=CASES, metavar="BxL",
                    help="batch x source length (default: 1x32 1x128 32x64)")
-    p.add_argument("--peers", type=parse_peers, default=list(PEERS),
+    p.add_argument("--peers", type=bc.peers_type(PEERS), default=list(PEERS),
                    help="comma-separated peers out of torch,hf,ct2 (default: all; 'none': pt alone)")
-    p.add_argument("--workdir", default=None,
-                   help="keep the converted CTranslate2 model here and reuse it in later runs "
-                   "(default: a temporary folder, removed at exit)")
-    p.add_argument("--quick", action="store_true", help="fewer and shorter samples (a smoke run, noisier)")
-    p.add_argument("--markdown", action="store_true", help="print markdown tables")
+    bc.add_timing_args(p)
     args = p.parse_args(argv)
-    if args.repeats is None:
-        args.repeats = 3 if args.quick else 7
-    if args.min_time is None:
-        args.min_time = 0.03 if args.quick else 0.1
-    if args.wait_quiet is None:
-        args.wait_quiet = 10.0 if args.quick else 60.0
-    if args.repeats < 1 or any(t < 1 for t in args.threads):
-        p.error("--repeats and --threads must be >= 1")
+    bc.resolve_timing_args(p, args)
 
     started = time.time()
-    tmp = None
-    workdir = args.workdir
-    if workdir is None:
-        tmp = tempfile.mkdtemp(prefix="pt-compare-model-")
-        workdir = tmp
-    else:
-        os.makedirs(workdir, exist_ok=True)
+    workdir = bc.Workdir(args.workdir, "pt-compare-model-")
     peers = None
     try:
         print("  building the models ...", file=sys.stderr, flush=True)
-        peers = Peers(args.peers, workdir)
+        peers = Peers(args.peers, workdir.path)
         info = machine_lines(peers)
         checks = parity_lines(peers)
         rows = []
         for threads in args.threads:
             if peers.ct2 is not None:
-                peers.ct2_worker.load(threads)
+                peers.ct2_worker.load(bc.ct2_load, "Translator", peers.ct2_dir, threads)
             for b, s in args.cases:
-                waited = wait_for_quiet(args.wait_quiet)
-                if waited > 2:
-                    print(f"  waited {waited:.0f} s for other processes to quiet down", file=sys.stderr, flush=True)
+                bc.quiet_before_case(args)
                 rows.append(run_case(b, s, threads, peers, args))
                 print(f"  done {b}x{s} threads={threads}", file=sys.stderr, flush=True)
     finally:
         if peers is not None:
             peers.close()
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        workdir.close()
 
     w = peers.wanted
     enc_names = ["pt"] + [n for n in ("torch", "hf") if n in w]
@@ -831,15 +425,11 @@ def main(argv=None):
     step_names = ["pt+1"] + (["hf+1"] if "hf" in w else []) + (["ct2"] if "ct2" in w else [])
     step_ratios = [("pt+1", n) for n in step_names[1:]]
     step_extra = [("ct2=hf", lambda r: f"{r['agree'][0]}/{r['agree'][1]}")] if "ct2" in w else []
-    t1 = table(rows, ENC_GROUP, enc_names, enc_ratios, enc_extra)
-    t2 = table(rows, STEP_GROUP, step_names, step_ratios, step_extra)
+    cols = [("ms", lambda e: bc.fmt_ms(e["median"])), ("GF/s", lambda e: f"{e['gflops']:.1f}")]
+    t1 = bc.table(rows, ENC_GROUP, enc_names, enc_ratios, enc_extra, cols)
+    t2 = bc.table(rows, STEP_GROUP, step_names, step_ratios, step_extra, cols)
 
-    method = (
-        f"median of {args.repeats} interleaved rounds (all implementations of both tables rotate), "
-        f">= {args.min_time * 1e3:.0f} ms per sample, {args.gap * 1e3:.0f} ms gap before each sample "
-        f"(+1 untimed call for calls under {WAKE_BELOW * 1e3:.0f} ms); {time.time() - started:.0f} s in all; "
-        "load average at end: " + " ".join(f"{v:.2f}" for v in os.getloadavg())
-    )
+    method = bc.method_line(args, started)
     model = (f"model: Transformer-base, d_model {D_MODEL}, {NHEAD} heads, {LAYERS}+{LAYERS} layers, FFN {FFN} ReLU, "
              f"post-LN, vocab {VOCAB}, sinusoidal positions, embeddings x sqrt({D_MODEL}), float32, random weights; "
              f"pt {peers.pt_params:,} parameters (separate source/target embeddings and output layer)")
@@ -861,28 +451,10 @@ def main(argv=None):
         "Marian loader drops <pad>) and its decoder starts from a zero embedding. ct2=hf: rows where CT2's token "
         "is the argmax of HF's logits (a check of the conversion)."
     )
-    legend3 = (
-        "spread: largest (p75 - p25) / median in the row. other: CPU share of other processes in the kept timing "
-        "windows of the row (! = over 10%, untrustworthy). re: samples measured again because another process "
-        "was busy."
-    )
-    notes = peers.notes
-    if args.markdown:
-        for line in [model] + info + checks + notes + [method]:
-            print(f"- {line}")
-        print("\n**Encoder** (latency ms, GFLOP/s)\n")
-        print_markdown(*t1)
-        print(f"\n{legend1}\n\n**Encoder + one decoder step** (the CTranslate2 proxy)\n")
-        print_markdown(*t2)
-        print(f"\n{legend2}\n\n{legend3}")
-    else:
-        for line in [model] + info + checks + notes + [method]:
-            print(line)
-        print("\nEncoder (latency ms, GFLOP/s)")
-        print_text(*t1)
-        print(f"\n{legend1}\n\nEncoder + one decoder step (the CTranslate2 proxy)")
-        print_text(*t2)
-        print(f"\n{legend2}\n\n{legend3}")
+    bc.print_report(args, [model] + info + checks + peers.notes + [method],
+                    [("Encoder (latency ms, GFLOP/s)", t1, legend1),
+                     ("Encoder + one decoder step (the CTranslate2 proxy)", t2, legend2)],
+                    [bc.SPREAD_LEGEND])
 
 
 if __name__ == "__main__":

