@@ -27,11 +27,10 @@ same work done by
             max_decoding_length=1), in a worker process of its own (see _common.Worker)
 
 pt and torch share one set of random weights, and pt's encoder output is checked
-against torch's (max abs diff, printed). hf and ct2 run the Marian model, with other
-random weights of the same shapes: Marian lays its sinusoids out sin-first /
-cos-second while pt only supports the paper's interleaved layout, so Marian weights are
-not mapped into pt. Cost does not depend on the weight values. ct2's token is checked
-against hf's argmax (the conversion is faithful).
+against torch's (max abs diff, printed). hf and ct2 run a Marian model with other
+random weights of the same shapes (cost does not depend on the weight values; for
+pt on Marian's own weights, through pt.from_pretrained, see compare_generate.py).
+ct2's token is checked against hf's argmax (the conversion is faithful).
 
 Method (as benchmarks/compare_gemm.py): per case and thread count, every
 implementation is warmed up and calibrated so one sample (back-to-back calls) lasts at
@@ -446,8 +445,7 @@ def main(argv=None):
         "pt.decode on [B,1] start tokens (same work). hf+1: MarianMTModel(input_ids, decoder_input_ids=[B,1]). "
         "GF/s uses the encoder + one step FLOP model. pt+1 runs the nn.Transformer weights, hf+1 and ct2 the "
         "Marian model (CT2 float32, converted by the ct2-transformers-converter converter): random weights of "
-        "the same shapes, since cost does not depend on values (Marian's sin-first/cos-second positions are not "
-        "mapped into pt, which supports the interleaved layout only). CT2's vocabulary has 31999 entries (its "
+        "the same shapes, since cost does not depend on values. CT2's vocabulary has 31999 entries (its "
         "Marian loader drops <pad>) and its decoder starts from a zero embedding. ct2=hf: rows where CT2's token "
         "is the argmax of HF's logits (a check of the conversion)."
     )
