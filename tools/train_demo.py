@@ -7,7 +7,7 @@ Training uses PyTorch on the CPU (nn.Transformer); the result is converted with
 pytransformer.Transformer.from_torch_state_dict and written, with its character
 vocabularies, to src/pytransformer/data/dates.safetensors.
 
-    python tools/train_demo.py                 # ~10 min on 2 cores
+    python tools/train_demo.py                 # ~11 min on 2 cores
     python tools/train_demo.py --steps 200     # a quick smoke run (poor accuracy)
 
 Seeded and reproducible (same machine, same thread count). Needs torch and numpy.
@@ -94,11 +94,13 @@ def encode(texts, vocab, add_bos=False):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--heldout", type=int, default=2000)
+    ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (after warm-up)")
+    ap.add_argument("--warmup", type=int, default=400)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "src", "pytransformer", "data",
                                                   "dates.safetensors"))
     args = ap.parse_args()
@@ -121,10 +123,17 @@ def main():
     class DateModel(nn.Module):
         def __init__(self):
             super().__init__()
+            # No dropout: every batch is fresh data, there is nothing to overfit.
             self.transformer = nn.Transformer(E, config.nhead, config.num_encoder_layers, config.num_decoder_layers,
-                                              config.dim_feedforward, dropout=0.1, batch_first=True)
+                                              config.dim_feedforward, dropout=0.0, batch_first=True)
             self.src_embed = nn.Embedding(len(src_vocab), E)
             self.tgt_embed = nn.Embedding(len(tgt_vocab), E)
+            # As in the paper's implementations: N(0, 1/d_model), so that embeddings
+            # scaled by sqrt(d_model) are of unit size and the positions (+-1) are not
+            # drowned (PyTorch's default N(0, 1) makes them 8x larger than the
+            # positions here, and the model then mixes up the order of digits).
+            for emb in (self.src_embed, self.tgt_embed):
+                nn.init.normal_(emb.weight, std=E ** -0.5)
             self.generator = nn.Linear(E, len(tgt_vocab))
             self.register_buffer("pe", torch.from_numpy(pt.ops.positional_encoding(config.max_length, E)),
                                  persistent=False)
@@ -139,15 +148,27 @@ def main():
             return self.generator(h)
 
     model = DateModel()
-    opt = torch.optim.Adam(model.parameters(), lr=1.0, betas=(0.9, 0.98), eps=1e-9)
-    warmup = 400
-    sched = torch.optim.lr_scheduler.LambdaLR(  # the paper's schedule
-        opt, lambda s: E ** -0.5 * min((s + 1) ** -0.5, (s + 1) * warmup ** -1.5) * 2.0)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-9)
+    # Linear warm-up, then a cosine decay to zero: the last steps at a small rate
+    # settle the weights, which is what pushes exact match from ~98.5% to >99%.
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(
+        (s + 1) / args.warmup, 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps))))
     loss_fn = nn.CrossEntropyLoss(ignore_index=PAD, label_smoothing=0.1)
+
+    def batches():
+        """Batches of similar source lengths (less padding, ~1.5x faster), in random order."""
+        pool = 16
+        while True:
+            items = sorted((sample(rng) for _ in range(args.batch * pool)), key=lambda b: len(b[0]))
+            chunks = [items[i * args.batch:(i + 1) * args.batch] for i in range(pool)]
+            rng.shuffle(chunks)
+            yield from chunks
+
     t0 = time.time()
     model.train()
+    stream = batches()
     for step in range(1, args.steps + 1):
-        batch = [sample(rng) for _ in range(args.batch)]
+        batch = next(stream)
         src = torch.from_numpy(encode([b[0] for b in batch], src_vocab))
         tgt = torch.from_numpy(encode([b[1] for b in batch], tgt_vocab, add_bos=True))
         logits = model(src, tgt[:, :-1])
@@ -157,7 +178,8 @@ def main():
         opt.step()
         sched.step()
         if step % 100 == 0 or step == args.steps or step == 10:
-            print(f"step {step:5d}  loss {loss.item():.4f}  {time.time() - t0:6.0f} s", flush=True)
+            print(f"step {step:5d}  loss {loss.item():.4f}  lr {sched.get_last_lr()[0]:.2e}  {time.time() - t0:6.0f} s",
+                  flush=True)
 
     model.eval()
     state = {k: v for k, v in model.state_dict().items()}
@@ -176,7 +198,7 @@ def main():
 
     metadata = {"vocab": json.dumps({"src": src_vocab, "tgt": tgt_vocab, "tokenizer": "char"}),
                 "description": "dates in common written forms -> ISO 8601 (pytransformer demo)",
-                "trained_with": f"tools/train_demo.py --steps {args.steps} --batch {args.batch} --seed {args.seed}",
+                "trained_with": f"tools/train_demo.py --steps {args.steps} --batch {args.batch} --seed {args.seed} --lr {args.lr} --warmup {args.warmup}",
                 "heldout_exact_match": f"{acc:.4f}"}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     pt_model.save(args.out, metadata=metadata)

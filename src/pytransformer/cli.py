@@ -169,7 +169,8 @@ def _cmd_translate(args: argparse.Namespace) -> int:
         raise CliError(f"cannot read {args.input}: {e.strerror}") from None
     text_mode = "vocab" in model.metadata and not args.ids
     translator = pt.TextTranslator.load(args.model) if text_mode else None
-    options = dict(beam_size=args.beam_size, max_length=args.max_length)
+    max_length = args.max_length if args.max_length is not None else min(256, model.config.max_length)
+    options = dict(beam_size=args.beam_size, max_length=max_length)
     out_lines: List[str] = []
     batches = range(0, len(lines), args.batch_size)
     show = args.progress or (args.progress is None and len(lines) > 200 and sys.stderr.isatty())
@@ -240,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", metavar="FILE", help="input lines (default: stdin)")
     p.add_argument("--output", metavar="FILE", help="output lines (default: stdout)")
     p.add_argument("--beam-size", type=int, default=4)
-    p.add_argument("--max-length", type=int, default=128, help="most tokens generated per line")
+    p.add_argument("--max-length", type=int, default=None,
+                   help="most tokens generated per line (default: the model's max_length, at most 256)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--ids", action="store_true", help="read/write token ids even if the model has a vocabulary")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,

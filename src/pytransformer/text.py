@@ -27,7 +27,7 @@ DEMO_EXAMPLES = [
     "25th of November 2026",
     "11/25/26",
     "Nov 25, 2026",
-    "Thursday, July 4, 1776",
+    "Thursday, July 4, 1996",
     "the 1st of January, 2000",
     "31.12.1999",
     "FEB 29 2024",
