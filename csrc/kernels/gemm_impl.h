@@ -338,13 +338,21 @@ static void linear_packed(const float* x, int64_t M, int64_t K, const float* pac
 // ---------------------------------------------------------------------------
 
 template <int MB, int NB>
-static void skinny_block(const float* x, int64_t K, const float* w, float* y, int64_t ldy) {
+static void skinny_block(const float* x, int64_t K, const float* w, float* y, int64_t ldy, const float* next) {
   using V = Vec;
   typename V::F acc[MB][NB];
   for (int i = 0; i < MB; ++i)
     for (int j = 0; j < NB; ++j) acc[i][j] = V::zero();
+  // next: the W rows of the following block (NB * K floats from there), or null.
+  // Their cache lines are requested a few per step, spread over this block's loop,
+  // so the loads of the next block hit cache: the hardware prefetchers alone keep
+  // too few lines in flight for NB interleaved short rows.
+  constexpr int64_t kLine = 64 / sizeof(float);
+  const int64_t next_lines = next ? (NB * K + kLine - 1) / kLine : 0;
+  int64_t line = 0;
   int64_t k = 0;
   for (; k + V::W <= K; k += V::W) {
+    for (int p = 0; p < NB && line < next_lines; ++p, ++line) __builtin_prefetch(next + line * kLine, 0, 3);
     typename V::F wv[NB];
     for (int j = 0; j < NB; ++j) wv[j] = V::load(w + j * K + k);
     for (int i = 0; i < MB; ++i) {
@@ -361,11 +369,12 @@ static void skinny_block(const float* x, int64_t K, const float* w, float* y, in
       for (int j = 0; j < NB; ++j) acc[i][j] = V::muladd(xv, wv[j], acc[i][j]);
     }
   }
+  for (; line < next_lines; ++line) __builtin_prefetch(next + line * kLine, 0, 3);
   for (int i = 0; i < MB; ++i)
     for (int j = 0; j < NB; ++j) y[i * ldy + j] = V::hsum(acc[i][j]);
 }
 
-using SkinnyFn = void (*)(const float*, int64_t, const float*, float*, int64_t);
+using SkinnyFn = void (*)(const float*, int64_t, const float*, float*, int64_t, const float*);
 
 // skinny_block<mb, nb> for 1 <= mb <= kSkinnyMB and 1 <= nb <= kSkinnyNB(mb).
 template <int MB, int... J>
@@ -386,14 +395,23 @@ static void linear_skinny(const float* x, int64_t M, int64_t K, const float* w, 
                           Activation act, float* y) {
   constexpr int kGroup = kSkinnyNB(1);  // W rows per unit of work (the widest block)
   const int64_t groups = ceil_div(N, kGroup);
+  // Software prefetch pays where W comes from beyond L1/L2; on small W it is overhead.
+  const bool prefetch = N * K * static_cast<int64_t>(sizeof(float)) >= (256 << 10);
   parallel_for(groups, threads_for(M * N * K, 1 << 16), [&](int64_t g0, int64_t g1) {
     const int64_t n_begin = g0 * kGroup, n_end = std::min<int64_t>(N, g1 * kGroup);
-    for (int64_t m = 0; m < M; m += kSkinnyMB) {
-      const int mb = static_cast<int>(std::min<int64_t>(kSkinnyMB, M - m));
-      const int nb_max = kSkinnyNB(mb);
-      for (int64_t n = n_begin; n < n_end; n += nb_max) {
-        const int nb = static_cast<int>(std::min<int64_t>(nb_max, n_end - n));
-        skinny_for(mb, nb)(x + m * K, K, w + n * K, y + m * N + n, N);
+    // W block outside, rows of x inside: W (the big operand) is read from memory
+    // once; the next block is prefetched while the first rows of x use this one.
+    for (int64_t n = n_begin; n < n_end; n += kGroup) {
+      const int64_t n_stop = std::min<int64_t>(n_end, n + kGroup);
+      const float* next = prefetch && n_stop < n_end ? w + n_stop * K : nullptr;
+      for (int64_t m = 0; m < M; m += kSkinnyMB) {
+        const int mb = static_cast<int>(std::min<int64_t>(kSkinnyMB, M - m));
+        const int nb_max = kSkinnyNB(mb);
+        for (int64_t nn = n; nn < n_stop; nn += nb_max) {
+          const int nb = static_cast<int>(std::min<int64_t>(nb_max, n_stop - nn));
+          const float* pf = (m == 0 && nn == n) ? next : nullptr;
+          skinny_for(mb, nb)(x + m * K, K, w + nn * K, y + m * N + nn, N, pf);
+        }
       }
     }
     if (bias || act != Activation::kNone) {
