@@ -9,8 +9,9 @@
 //   kGemmNCPanels  W panels per column block (the KC x NC block of W stays in L2)
 //   kGemmMCTiles   x row tiles per row block (the MC x KC block of packed x stays in L2)
 //
-// The five loops of BLIS, with everything packed once per call:
-//   x is packed into row tiles  [ceil(M/MR)][K][MR]  (k-major, zero-padded rows),
+// The five loops of BLIS:
+//   x is packed block by block (MC x KC, into per-thread scratch, k-major,
+//   zero-padded rows) just before the block is used,
 //   W is packed into col panels [ceil(N/NR)][K][NR]  (k-major, zero-padded cols);
 // a register tile accumulates MR x NR outputs over KC steps of rank-1 updates.
 // For each (column block, KC block, row block), each W micro-panel (KC x NR) is
@@ -74,15 +75,6 @@ static void gemm_unpack(const float* packed, int64_t N, int64_t K, float* w) {
   for (int64_t n = 0; n < N; ++n) {
     const float* panel = packed + (n / kGemmNR) * K * kGemmNR + n % kGemmNR;
     for (int64_t k = 0; k < K; ++k) w[n * K + k] = panel[k * kGemmNR];
-  }
-}
-
-// Row tiles [t_begin, t_end) of x [M,K] into packed ([tile][K][MR]).
-static void gemm_pack_row_tiles(const float* x, int64_t M, int64_t K, float* packed, int64_t t_begin, int64_t t_end) {
-  for (int64_t t = t_begin; t < t_end; ++t) {
-    const int64_t m0 = t * kGemmMR;
-    const int rows = static_cast<int>(std::min<int64_t>(kGemmMR, M - m0));
-    pack_transposed(x + m0 * K, K, rows, K, packed + t * K * kGemmMR, kGemmMR, kGemmMR);
   }
 }
 
@@ -200,37 +192,77 @@ static void gemm_thread_grid(int nthreads, int64_t row_tiles, int64_t panels, in
   }
 }
 
-// y tiles [t_begin, t_end) x panels [p_begin, p_end) from packed x and packed W.
-static void gemm_compute_block(const float* xp, int64_t M, int64_t K, const float* wp, int64_t N, const float* bias,
+// Scratch owned by the calling thread, reused across calls (no allocation in steady state).
+static AlignedBuffer& gemm_scratch_x() {
+  static thread_local AlignedBuffer buf;
+  return buf;
+}
+static AlignedBuffer& gemm_scratch_w() {
+  static thread_local AlignedBuffer buf;
+  return buf;
+}
+
+// y tiles [t_begin, t_end) x panels [p_begin, p_end) from x and packed W.
+//
+// x is packed one MC x KC block at a time, into this thread's scratch, just before
+// use, where it stays in L2 for all the panels of the block (packing all of x up
+// front sent the packed copy of a large batch out to memory and back).
+//
+// Two loop orders, both giving the same bits:
+// - K < 2 KC (e.g. d_model 384): column blocks of W small enough that all of K x NC
+//   stays in L2; each row block runs its KC passes back to back, so its partial sums
+//   stay in cache (for 4096 x 384 x 1152 they would otherwise make 3 trips of 19 MB
+//   through memory).
+// - larger K (the second FFN layer): the KC x NC block of W stays in L2 and every
+//   row block passes through it before the next KC pass; W column blocks this wide
+//   keep the number of times x is packed low.
+static void gemm_compute_block(const float* x, int64_t M, int64_t K, const float* wp, int64_t N, const float* bias,
                                Activation act, const float* residual, float* y, int64_t t_begin, int64_t t_end,
                                int64_t p_begin, int64_t p_end) {
-  for (int64_t pc0 = p_begin; pc0 < p_end; pc0 += kGemmNCPanels) {
-    const int64_t pc1 = std::min<int64_t>(p_end, pc0 + kGemmNCPanels);
-    for (int64_t k0 = 0; k0 < K; k0 += kGemmKC) {
-      const int64_t kc = std::min<int64_t>(kGemmKC, K - k0);
-      const bool first = k0 == 0, last = k0 + kc == K;
-      for (int64_t tc0 = t_begin; tc0 < t_end; tc0 += kGemmMCTiles) {
-        const int64_t tc1 = std::min<int64_t>(t_end, tc0 + kGemmMCTiles);
-        for (int64_t p = pc0; p < pc1; ++p) {
-          const int64_t n0 = p * kGemmNR;
-          const int n_valid = static_cast<int>(std::min<int64_t>(kGemmNR, N - n0));
-          const float* bp = wp + p * K * kGemmNR + k0 * kGemmNR;
-          for (int64_t t = tc0; t < tc1; ++t) {
-            const int64_t m0 = t * kGemmMR;
-            const int rows = static_cast<int>(std::min<int64_t>(kGemmMR, M - m0));
-            const float* a = xp + t * K * kGemmMR + k0 * kGemmMR;
-            // Spread the prefetch of the next panel's block (kc x NR floats) over the tiles.
-            const int64_t lines = kc * kGemmNR / 16, per_tile = ceil_div(lines, tc1 - tc0);
-            const int64_t first_line = (t - tc0) * per_tile;
-            const bool do_pf = p + 1 < pc1 && first_line < lines;
-            const float* pf = do_pf ? bp + K * kGemmNR + first_line * 16 : nullptr;
-            gemm_tile_for_rows(rows)(kc, a, bp, y + m0 * N + n0, N, n_valid, first, last,
-                 bias ? bias + n0 : nullptr, act, residual ? residual + m0 * N + n0 : nullptr, pf,
-                 do_pf ? std::min(per_tile, lines - first_line) : 0);
-          }
-        }
+  if (t_begin >= t_end || p_begin >= p_end) return;
+  AlignedBuffer& xbuf = gemm_scratch_x();
+  xbuf.reserve_discard(static_cast<size_t>(kGemmMCTiles * std::min<int64_t>(K, kGemmKC) * kGemmMR));
+  float* xb = xbuf.data();
+  // Row tiles [tc0, tc1) x panels [pc0, pc1) over the KC pass from k0.
+  auto pass = [&](int64_t tc0, int64_t tc1, int64_t pc0, int64_t pc1, int64_t k0) {
+    const int64_t kc = std::min<int64_t>(kGemmKC, K - k0);
+    const bool first = k0 == 0, last = k0 + kc == K;
+    for (int64_t t = tc0; t < tc1; ++t) {  // the x block, [tile][kc][MR]
+      const int64_t m0 = t * kGemmMR;
+      const int rows = static_cast<int>(std::min<int64_t>(kGemmMR, M - m0));
+      pack_transposed(x + m0 * K + k0, K, rows, kc, xb + (t - tc0) * kc * kGemmMR, kGemmMR, kGemmMR);
+    }
+    for (int64_t p = pc0; p < pc1; ++p) {
+      const int64_t n0 = p * kGemmNR;
+      const int n_valid = static_cast<int>(std::min<int64_t>(kGemmNR, N - n0));
+      const float* bp = wp + p * K * kGemmNR + k0 * kGemmNR;
+      for (int64_t t = tc0; t < tc1; ++t) {
+        const int64_t m0 = t * kGemmMR;
+        const int rows = static_cast<int>(std::min<int64_t>(kGemmMR, M - m0));
+        const float* a = xb + (t - tc0) * kc * kGemmMR;
+        // Spread the prefetch of the next panel's block (kc x NR floats) over the tiles.
+        const int64_t lines = kc * kGemmNR / 16, per_tile = ceil_div(lines, tc1 - tc0);
+        const int64_t first_line = (t - tc0) * per_tile;
+        const bool do_pf = p + 1 < pc1 && first_line < lines;
+        const float* pf = do_pf ? bp + K * kGemmNR + first_line * 16 : nullptr;
+        gemm_tile_for_rows(rows)(kc, a, bp, y + m0 * N + n0, N, n_valid, first, last, bias ? bias + n0 : nullptr,
+                                 act, residual ? residual + m0 * N + n0 : nullptr, pf,
+                                 do_pf ? std::min(per_tile, lines - first_line) : 0);
       }
     }
+  };
+  if (K < 2 * kGemmKC) {
+    const int64_t nc = std::max<int64_t>(1, kGemmNCPanels * kGemmKC / K);
+    for (int64_t pc0 = p_begin; pc0 < p_end; pc0 += nc)
+      for (int64_t tc0 = t_begin; tc0 < t_end; tc0 += kGemmMCTiles)
+        for (int64_t k0 = 0; k0 < K; k0 += kGemmKC)
+          pass(tc0, std::min<int64_t>(t_end, tc0 + kGemmMCTiles), pc0, std::min<int64_t>(p_end, pc0 + nc), k0);
+  } else {
+    for (int64_t pc0 = p_begin; pc0 < p_end; pc0 += kGemmNCPanels)
+      for (int64_t k0 = 0; k0 < K; k0 += kGemmKC)
+        for (int64_t tc0 = t_begin; tc0 < t_end; tc0 += kGemmMCTiles)
+          pass(tc0, std::min<int64_t>(t_end, tc0 + kGemmMCTiles), pc0, std::min<int64_t>(p_end, pc0 + kGemmNCPanels),
+               k0);
   }
 }
 
@@ -248,15 +280,6 @@ static void gemm_fill_epilogue(int64_t M, int64_t N, const float* bias, Activati
   }
 }
 
-// Scratch owned by the calling thread, reused across calls (no allocation in steady state).
-static AlignedBuffer& gemm_scratch_x() {
-  static thread_local AlignedBuffer buf;
-  return buf;
-}
-static AlignedBuffer& gemm_scratch_w() {
-  static thread_local AlignedBuffer buf;
-  return buf;
-}
 
 // Scratch above this many floats (32 MiB) is freed after the call rather than kept.
 constexpr size_t kGemmScratchKeep = size_t{1} << 23;
@@ -270,9 +293,6 @@ static void gemm_run_impl(const float* x, int64_t M, int64_t K, const float* w, 
     return;
   }
   const int64_t row_tiles = ceil_div(M, kGemmMR), panels = ceil_div(N, kGemmNR);
-  AlignedBuffer& xbuf = gemm_scratch_x();
-  xbuf.reserve_discard(static_cast<size_t>(row_tiles * K * kGemmMR));
-  float* xp = xbuf.data();
   float* wpack = nullptr;
   if (w) {
     AlignedBuffer& wbuf = gemm_scratch_w();
@@ -284,18 +304,12 @@ static void gemm_run_impl(const float* x, int64_t M, int64_t K, const float* w, 
   int tm = 1, tn = 1;
   gemm_thread_grid(nthreads, row_tiles, panels, &tm, &tn);
   auto body = [&](int tid, int nt) {
-    // Phase 1: pack, shared between all threads.
-    int64_t b = row_tiles * tid / nt, e = row_tiles * (tid + 1) / nt;
-    gemm_pack_row_tiles(x, M, K, xp, b, e);
-    if (wpack) {
-      b = panels * tid / nt;
-      e = panels * (tid + 1) / nt;
-      gemm_pack_panels(w, N, K, wpack, b, e);
-    }
+    // Phase 1: pack W (when given unpacked), shared between all threads.
+    if (wpack) gemm_pack_panels(w, N, K, wpack, panels * tid / nt, panels * (tid + 1) / nt);
   };
   auto compute = [&](int tid) {
     const int im = tid / tn, in = tid % tn;
-    gemm_compute_block(xp, M, K, wp, N, bias, act, residual, y, row_tiles * im / tm, row_tiles * (im + 1) / tm,
+    gemm_compute_block(x, M, K, wp, N, bias, act, residual, y, row_tiles * im / tm, row_tiles * (im + 1) / tm,
                        panels * in / tn, panels * (in + 1) / tn);
   };
 #ifdef _OPENMP
@@ -303,19 +317,21 @@ static void gemm_run_impl(const float* x, int64_t M, int64_t K, const float* w, 
 #pragma omp parallel num_threads(nthreads)
     {
       const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-      body(tid, nt);
+      if (wpack) {
+        body(tid, nt);
 #pragma omp barrier
+      }
       if (nt == nthreads) {
         compute(tid);
       } else if (tid == 0) {  // the runtime gave us fewer threads: one thread does all
-        gemm_compute_block(xp, M, K, wp, N, bias, act, residual, y, 0, row_tiles, 0, panels);
+        gemm_compute_block(x, M, K, wp, N, bias, act, residual, y, 0, row_tiles, 0, panels);
       }
     }
     return;
   }
 #endif
   body(0, 1);
-  gemm_compute_block(xp, M, K, wp, N, bias, act, residual, y, 0, row_tiles, 0, panels);
+  gemm_compute_block(x, M, K, wp, N, bias, act, residual, y, 0, row_tiles, 0, panels);
 }
 
 static void gemm_run(const float* x, int64_t M, int64_t K, const float* w, const float* wp, int64_t N,

@@ -38,7 +38,8 @@ struct KernelTable {
   void (*gemm_unpack)(const float* packed, int64_t N, int64_t K, float* w);
   // x [M,K], packed from gemm_pack, bias [N] or null, y [M,N]. With a residual
   // [M,N] (or null): y = residual + act(x W^T + bias), the residual add of a
-  // Transformer sub-layer fused into the write-back. residual must not alias y.
+  // Transformer sub-layer fused into the write-back. Neither x nor residual may alias
+  // y (x is read block by block while y is written).
   void (*linear_packed)(const float* x, int64_t M, int64_t K, const float* packed, int64_t N,
                         const float* bias, Activation act, const float* residual, float* y);
   // Same result shape from an unpacked W [N,K]: packs per call, or for few rows
