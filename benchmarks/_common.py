@@ -170,6 +170,21 @@ def quiet_before_case(args) -> None:
         print(f"  waited {waited:.0f} s for other processes to quiet down", file=sys.stderr, flush=True)
 
 
+def run_rows(args, models, ct2_kind: str, run_one, label) -> list:
+    """One row per (thread count, case in args.cases): run_one(*case, threads), after
+    loading CTranslate2's ct2_kind ("Translator", "Encoder") for that thread count in
+    models' worker (when models.ct2 is set) and waiting for the machine to quiet down."""
+    rows = []
+    for threads in args.threads:
+        if models.ct2 is not None:
+            models.ct2_worker.load(ct2_load, ct2_kind, models.ct2_dir, threads)
+        for case in args.cases:
+            quiet_before_case(args)
+            rows.append(run_one(*case, threads))
+            print(f"  done {label(*case)} threads={threads}", file=sys.stderr, flush=True)
+    return rows
+
+
 # -- timing ------------------------------------------------------------------------------
 
 WAKE_BELOW = 0.05  # seconds per call: shorter calls get an untimed call before each sample

@@ -374,14 +374,8 @@ def main(argv=None):
         print("  loading the models ...", file=sys.stderr, flush=True)
         models = Models(args.peers, workdir.path)
         info = models.machine_lines()
-        rows = []
-        for threads in args.threads:
-            if models.ct2 is not None:
-                models.ct2_worker.load(bc.ct2_load, "Encoder", models.ct2_dir, threads)
-            for b, s in args.cases:
-                bc.quiet_before_case(args)
-                rows.append(run_case(b, s, threads, models, args))
-                print(f"  done {b}x{s} threads={threads}", file=sys.stderr, flush=True)
+        rows = bc.run_rows(args, models, "Encoder", lambda b, s, threads: run_case(b, s, threads, models, args),
+                           lambda b, s: f"{b}x{s}")
     finally:
         if models is not None:
             models.close()

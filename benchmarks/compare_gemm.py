@@ -14,7 +14,8 @@ Then --repeats rounds each take one sample of every implementation, in an order
 that rotates from round to round, so slow drifts of a noisy machine hit all of
 them alike. Before each sample the script sleeps --gap seconds (OpenBLAS workers
 spin ~0.1 s after a call and would steal a core from the next library) and makes
-one untimed call to wake the thread pool. The table shows the median time per
+one untimed call to wake the thread pool (for calls under 50 ms: every shape here).
+The timing loop is benchmarks/_common.py's, shared with the other comparisons. The table shows the median time per
 call, GFLOP/s = 2*M*N*K / time, and the speed ratios pt/numpy and pt/torch
 (> 1: pt is faster). "diff" is max|y - y_numpy| / max|y_numpy|. "other" is the
 share of the machine's CPU that other processes used during the timed windows
@@ -39,13 +40,15 @@ import os
 _POPPED_ENV = [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if os.environ.pop(k, None) is not None]
 
 import argparse  # noqa: E402
-import math  # noqa: E402
-import platform  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+if __package__:  # imported as benchmarks.compare_gemm
+    from . import _common as bc
+else:  # run as a script: benchmarks/ is on sys.path
+    import _common as bc
 
 try:
     from threadpoolctl import threadpool_info, threadpool_limits
@@ -74,31 +77,8 @@ SHAPES = [
 # -- machine description -------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def machine_lines() -> list[str]:
-    lines = [
-        f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; load average at start: "
-        + " ".join(f"{v:.2f}" for v in os.getloadavg()),
-        f"Python {platform.python_version()}, {platform.platform()}",
-        f"pytransformer {pt.__version__}: {pt.runtime_info()}",
-    ]
+    lines = bc.base_machine_lines()
     blas = [i for i in threadpool_info() if i.get("user_api") == "blas" and "numpy" in i.get("filepath", "")]
     blas = blas or [i for i in threadpool_info() if i.get("internal_api") == "openblas"]
     for i in blas[:1]:
@@ -110,113 +90,12 @@ def machine_lines() -> list[str]:
     if not blas:
         lines.append(f"numpy {np.__version__}: BLAS not found by threadpoolctl")
     if torch is not None:
-        cap = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else "?"
-        lines.append(
-            f"torch {torch.__version__}: CPU capability {cap}, MKL {torch.backends.mkl.is_available()}, "
-            f"oneDNN {torch.backends.mkldnn.is_available()}"
-        )
+        lines.append(bc.torch_line(torch))
     else:
         lines.append("torch: not importable (install torch==2.13.0 for the torch column)")
     if _POPPED_ENV:
         lines.append("removed from this process's environment: " + ", ".join(_POPPED_ENV))
     return lines
-
-
-# -- CPU accounting: how much did other processes run while we timed? --------------
-
-
-def _machine_busy_ticks() -> int:
-    with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:]]
-    # user nice system idle iowait irq softirq steal: everything but idle and iowait
-    return sum(fields[:8]) - fields[3] - fields[4]
-
-
-def _own_ticks() -> int:
-    with open("/proc/self/stat") as f:
-        rest = f.read().rsplit(")", 1)[1].split()
-    return int(rest[11]) + int(rest[12])  # utime + stime, all threads
-
-
-class OtherLoad:
-    """Other processes' share of the machine's CPU over timed windows (Linux only).
-
-    /proc/stat counts in ticks (1/100 s), so one short window is a coarse reading;
-    summed over a row's windows it is a fair one.
-    """
-
-    def __init__(self):
-        self.available = os.path.exists("/proc/stat")
-        self.hz = os.sysconf("SC_CLK_TCK") if self.available else 100
-        self.ncpu = os.cpu_count() or 1
-        self.other = 0
-        self.wall = 0.0
-        self.remeasured = 0
-
-    def start(self):
-        if self.available:
-            self._m, self._o, self._t = _machine_busy_ticks(), _own_ticks(), time.perf_counter()
-
-    def stop(self) -> float:
-        """Ends a window and returns other processes' share of the CPU during it."""
-        if not self.available:
-            return 0.0
-        self._window = ((_machine_busy_ticks() - self._m) - (_own_ticks() - self._o), time.perf_counter() - self._t)
-        return max(0.0, self._window[0] / self.hz / (self._window[1] * self.ncpu))
-
-    def keep(self):
-        """Counts the last window in the row's total."""
-        if self.available:
-            self.other += self._window[0]
-            self.wall += self._window[1]
-
-    def share(self) -> float:
-        if not self.available or self.wall <= 0:
-            return float("nan")
-        return max(0.0, self.other / self.hz / (self.wall * self.ncpu))
-
-
-# -- timing ------------------------------------------------------------------------------
-
-
-def calibrate(fn, min_time: float) -> int:
-    for _ in range(3):
-        fn()
-    t0 = time.perf_counter()
-    fn()
-    t = time.perf_counter() - t0
-    return max(1, math.ceil(min_time / max(t, 1e-7)))
-
-
-def measure(impls: dict, args, load: OtherLoad) -> dict:
-    numbers = {name: calibrate(fn, args.min_time) for name, fn in impls.items()}
-    samples = {name: [] for name in impls}
-    names = list(impls)
-    for r in range(args.repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
-        for name in order:
-            fn, number = impls[name], numbers[name]
-            for attempt in range(args.retries + 1):
-                time.sleep(args.gap if attempt == 0 else 0.5)
-                fn()  # wake this library's thread pool
-                load.start()
-                t0 = time.perf_counter()
-                for _ in range(number):
-                    fn()
-                t = time.perf_counter() - t0
-                # Another process was busy: pause and measure again, within a budget of
-                # --repeats re-measurements per row, so a machine that stays busy ends the run.
-                if load.stop() <= args.max_other or attempt == args.retries or load.remeasured >= args.repeats:
-                    break
-                load.remeasured += 1
-            load.keep()
-            samples[name].append(t / number)
-    return samples
-
-
-def quartiles(xs):
-    q = np.percentile(np.asarray(xs), [25, 50, 75])
-    return float(q[0]), float(q[1]), float(q[2])
 
 
 def run_case(m, k, n, threads, args, torch_ok):
@@ -237,30 +116,25 @@ def run_case(m, k, n, threads, args, torch_ok):
         with torch.inference_mode():
             diff["torch"] = float(np.max(np.abs(impls["torch"]().numpy() - ref))) / scale
 
-    load = OtherLoad()
+    load = bc.OtherLoad()
+    timed = {name: (bc.local(fn), "all") for name, fn in impls.items()}
     pt.set_num_threads(threads)
     with threadpool_limits(limits=threads):
         if torch_ok:
             torch.set_num_threads(threads)
             with torch.inference_mode():
-                samples = measure(impls, args, load)
+                samples = bc.measure(timed, args, {"all": load})
         else:
-            samples = measure(impls, args, load)
+            samples = bc.measure(timed, args, {"all": load})
 
     flop = 2.0 * m * n * k
-    row = {"shape": (m, k, n), "threads": threads, "diff": diff, "other": load.share(), "remeasured": load.remeasured}
-    for name, xs in samples.items():
-        q1, med, q3 = quartiles(xs)
-        row[name] = {"median": med, "gflops": flop / med / 1e9, "iqr": (q3 - q1) / med}
+    row = {"shape": (m, k, n), "threads": threads, "diff": diff, "load": load}
+    for name, stats in bc.summarize(samples).items():
+        row[name] = dict(stats, gflops=flop / stats["median"] / 1e9)
     return row
 
 
 # -- output ------------------------------------------------------------------------------
-
-
-def fmt_ms(t: float) -> str:
-    ms = t * 1e3
-    return f"{ms:.3f}" if ms < 1 else f"{ms:.2f}" if ms < 100 else f"{ms:.0f}"
 
 
 def table(rows, torch_ok):
@@ -274,7 +148,7 @@ def table(rows, torch_ok):
         impls = ["pt", "numpy"] + (["torch"] if torch_ok else [])
         cells = [",".join(map(str, r["shape"])), str(r["threads"])]
         for name in impls:
-            cells += [fmt_ms(r[name]["median"]), f"{r[name]['gflops']:.1f}"]
+            cells += [bc.fmt_ms(r[name]["median"]), f"{r[name]['gflops']:.1f}"]
         cells.append(f"{r['numpy']['median'] / r['pt']['median']:.2f}x")
         if torch_ok:
             cells.append(f"{r['torch']['median'] / r['pt']['median']:.2f}x")
@@ -282,26 +156,9 @@ def table(rows, torch_ok):
         if torch_ok:
             cells.append(f"{r['diff']['torch']:.1e}")
         cells.append(f"{100 * max(r[name]['iqr'] for name in impls):.0f}%")
-        other = r["other"]
-        cells.append("?" if math.isnan(other) else f"{100 * other:.0f}%" + (" !" if other > 0.10 else ""))
-        cells.append(str(r["remeasured"]))
+        cells += bc.fmt_load(r["load"])
         body.append(cells)
     return head, body
-
-
-def print_text(head, body):
-    widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(head)]
-    print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
-    print("  ".join("-" * w for w in widths))
-    for row in body:
-        print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
-
-
-def print_markdown(head, body):
-    print("| " + " | ".join(head) + " |")
-    print("|" + "|".join("---" if i < 2 else "--:" for i in range(len(head))) + "|")
-    for row in body:
-        print("| " + " | ".join(row) + " |")
 
 
 def parse_shape(s: str):
@@ -349,8 +206,7 @@ def main(argv=None):
     method = (
         f"median of {args.repeats} interleaved rounds, >= {args.min_time * 1e3:.0f} ms per sample, "
         f"{args.gap * 1e3:.0f} ms gap + 1 untimed call before each sample; "
-        f"{time.time() - started:.0f} s in all; load average at end: "
-        + " ".join(f"{v:.2f}" for v in os.getloadavg())
+        f"{time.time() - started:.0f} s in all; load average at end: {bc.loadavg()}"
     )
     legend = (
         "pt/numpy, pt/torch: speed ratio (other's time / pt's time; > 1 = pt faster). "
@@ -363,14 +219,14 @@ def main(argv=None):
         for line in info + [method]:
             print(f"- {line}")
         print()
-        print_markdown(head, body)
+        bc.print_markdown(head, body)
         print(f"\n{legend}")
     else:
         print("y = x @ W.T, W [N,K] (nn.Linear layout), float32")
         for line in info + [method]:
             print(line)
         print()
-        print_text(head, body)
+        bc.print_text(head, body)
         print()
         print(legend)
 

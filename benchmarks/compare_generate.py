@@ -297,14 +297,8 @@ def main(argv=None):
         models = Models(args.peers, workdir.path)
         info = models.machine_lines()
         checks = [models.parity_line()]
-        rows = []
-        for threads in args.threads:
-            if models.ct2 is not None:
-                models.ct2_worker.load(bc.ct2_load, "Translator", models.ct2_dir, threads)
-            for beam, batch in args.cases:
-                bc.quiet_before_case(args)
-                rows.append(run_case(beam, batch, threads, models, args))
-                print(f"  done {case_label(beam, batch)} threads={threads}", file=sys.stderr, flush=True)
+        rows = bc.run_rows(args, models, "Translator",
+                           lambda beam, batch, threads: run_case(beam, batch, threads, models, args), case_label)
     finally:
         if models is not None:
             models.close()

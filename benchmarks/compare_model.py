@@ -404,14 +404,8 @@ def main(argv=None):
         peers = Peers(args.peers, workdir.path)
         info = machine_lines(peers)
         checks = parity_lines(peers)
-        rows = []
-        for threads in args.threads:
-            if peers.ct2 is not None:
-                peers.ct2_worker.load(bc.ct2_load, "Translator", peers.ct2_dir, threads)
-            for b, s in args.cases:
-                bc.quiet_before_case(args)
-                rows.append(run_case(b, s, threads, peers, args))
-                print(f"  done {b}x{s} threads={threads}", file=sys.stderr, flush=True)
+        rows = bc.run_rows(args, peers, "Translator", lambda b, s, threads: run_case(b, s, threads, peers, args),
+                           lambda b, s: f"{b}x{s}")
     finally:
         if peers is not None:
             peers.close()
