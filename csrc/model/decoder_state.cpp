@@ -41,10 +41,7 @@ DecoderState::DecoderState(const Transformer& model, const float* memory, int64_
   const int64_t R = B * rows_per_source;
   const size_t L = model.decoder_layers().size();
 
-  mask_.assign(static_cast<size_t>(B * S), 0);
-  if (src_lengths)
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t s = src_lengths[b]; s < S; ++s) mask_[static_cast<size_t>(b * S + s)] = 1;
+  mask_ = key_padding_mask(src_lengths, B, S);
 
   // Encoder-decoder keys and values: projected once, K stored transposed per head.
   AlignedBuffer kv(static_cast<size_t>(std::max<int64_t>(1, B * S * 2 * E_)));

@@ -79,12 +79,7 @@ void Encoder::encode(const int32_t* ids, const int32_t* type_ids, int64_t B, int
   const int64_t E = cfg_.d_model, H = cfg_.nhead, D = E / H, F = cfg_.dim_feedforward, M = B * S;
   if (M == 0) return;
   Workspace ws(M, E, F);
-  std::vector<uint8_t> mask;
-  if (lengths) {
-    mask.assign(static_cast<size_t>(M), 0);
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t s = lengths[b]; s < S; ++s) mask[static_cast<size_t>(b * S + s)] = 1;
-  }
+  const std::vector<uint8_t> mask = lengths ? key_padding_mask(lengths, B, S) : std::vector<uint8_t>();
   const uint8_t* mp = lengths ? mask.data() : nullptr;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   float* x = ws.x.data();

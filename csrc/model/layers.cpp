@@ -38,6 +38,14 @@ Linear::Linear(const kernels::KernelTable& kt, const float* weight, const float*
   if (bias) bias_ = copy_aligned(bias, out);
 }
 
+std::vector<uint8_t> key_padding_mask(const int32_t* lengths, int64_t B, int64_t S) {
+  std::vector<uint8_t> mask(static_cast<size_t>(B * S), 0);
+  if (lengths)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t s = lengths[b]; s < S; ++s) mask[static_cast<size_t>(b * S + s)] = 1;
+  return mask;
+}
+
 void Linear::forward(const kernels::KernelTable& kt, const float* x, int64_t M, float* y, kernels::Activation act,
                      const float* residual) const {
   kt.linear_packed(x, M, in_, packed_.data(), out_, has_bias_ ? bias_.data() : nullptr, act, residual, y);

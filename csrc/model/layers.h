@@ -64,6 +64,10 @@ class LayerNorm {
 // Copy of `count` floats into a new aligned buffer.
 AlignedBuffer copy_aligned(const float* src, int64_t count);
 
+// Key padding mask [B, S] of the attention kernels: 1 at positions s >= lengths[b]
+// (padding), 0 elsewhere; all 0 when lengths is null.
+std::vector<uint8_t> key_padding_mask(const int32_t* lengths, int64_t B, int64_t S);
+
 // Scratch of one forward pass of a layer stack over M rows: the residual stream x,
 // a second stream t, the fused projections qkv, the attention output ctx and the
 // feed-forward hidden layer.

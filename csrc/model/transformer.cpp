@@ -141,12 +141,7 @@ void Transformer::decode(const int32_t* tgt_ids, int64_t B, int64_t T, const flo
   if (M == 0) return;
   Workspace ws(M, E, F);
   AlignedBuffer kv(static_cast<size_t>(B * S * 2 * E));
-  std::vector<uint8_t> mask;
-  if (src_lengths) {
-    mask.assign(static_cast<size_t>(B * S), 0);
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t s = src_lengths[b]; s < S; ++s) mask[static_cast<size_t>(b * S + s)] = 1;
-  }
+  const std::vector<uint8_t> mask = src_lengths ? key_padding_mask(src_lengths, B, S) : std::vector<uint8_t>();
   const uint8_t* mp = src_lengths ? mask.data() : nullptr;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   float* x = ws.x.data();
