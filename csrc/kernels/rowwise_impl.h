@@ -17,7 +17,8 @@ static inline Vec::F load_n_or(const float* p, int n, float fill) {
 // ---------------------------------------------------------------------------
 // softmax over the last axis: y = exp(x - max) / sum(exp(x - max)), x/y [rows, n]
 // ---------------------------------------------------------------------------
-static void softmax_row(const float* x, float* y, int64_t n) {
+// The largest of x[0..n) (-inf for n == 0), as the max pass of the softmaxes.
+static float row_max(const float* x, int64_t n) {
   using V = Vec;
   const float neg_inf = -__builtin_inff();
   V::F vmax = V::set1(neg_inf);
@@ -25,7 +26,13 @@ static void softmax_row(const float* x, float* y, int64_t n) {
     const int cnt = static_cast<int>(std::min<int64_t>(V::W, n - j));
     vmax = V::max(vmax, load_n_or(x + j, cnt, neg_inf));
   }
-  const V::F m = V::set1(V::hmax(vmax));
+  return V::hmax(vmax);
+}
+
+static void softmax_row(const float* x, float* y, int64_t n) {
+  using V = Vec;
+  const float neg_inf = -__builtin_inff();
+  const V::F m = V::set1(row_max(x, n));
   V::F vsum = V::zero();
   for (int64_t j = 0; j < n; j += V::W) {
     const int cnt = static_cast<int>(std::min<int64_t>(V::W, n - j));
@@ -53,13 +60,7 @@ static void softmax(const float* x, float* y, int64_t rows, int64_t n) {
 static void log_softmax_row(const float* x, float* y, int64_t n) {
   using V = Vec;
   const float neg_inf = -__builtin_inff();
-  V::F vmax = V::set1(neg_inf);
-  for (int64_t j = 0; j < n; j += V::W) {
-    const int cnt = static_cast<int>(std::min<int64_t>(V::W, n - j));
-    vmax = V::max(vmax, load_n_or(x + j, cnt, neg_inf));
-  }
-  const float mx = V::hmax(vmax);
-  const V::F m = V::set1(mx);
+  const V::F m = V::set1(row_max(x, n));
   V::F vsum = V::zero();
   for (int64_t j = 0; j < n; j += V::W) {
     const int cnt = static_cast<int>(std::min<int64_t>(V::W, n - j));
