@@ -19,7 +19,7 @@ from helpers import each_isa, DENORM_ULP, LAYOUTS, assert_close, randn
 RTOL = 1e-4  # float32 GEMM rounding, relative to |x| @ |W|.T + |b|
 
 SKINNY_M = [1, 2, 5, 16]
-GEMM_M = [17, 31, 130, 257]
+GEMM_M = [17, 31, 130, 257, 400]
 KS = [1, 3, 7, 17, 64, 257, 1000]
 NS = [1, 3, 7, 17, 33, 64, 257, 1000]
 
@@ -41,7 +41,7 @@ def test_shapes(isa, rng, M, K, N):
 
 
 @pytest.mark.parametrize("activation", [None, "relu", "gelu", "silu"])
-@pytest.mark.parametrize("M", [1, 3, 16, 17, 40, 257])
+@pytest.mark.parametrize("M", [1, 3, 16, 17, 40, 257, 400])
 @pytest.mark.parametrize("K,N", [(7, 33), (64, 64), (257, 100), (300, 17)])
 def test_bias_activation_fusion(isa, rng, M, K, N, activation):
     x = randn(rng, M, K)
@@ -95,6 +95,24 @@ def test_rows_of_a_batch_match_single_rows(isa, rng, M):
     x = randn(rng, M, 50) * np.logspace(-3, 3, M, dtype=np.float32)[:, None]
     w = randn(rng, 21, 50)
     check_linear(x, w)
+
+
+@pytest.mark.parametrize("K,N", [(50, 21), (300, 70), (600, 100)])
+def test_a_row_gives_the_same_bits_in_any_batch(isa, rng, restore_threads, K, N):
+    # Batches of different sizes take different GEMM loop orders (a few rows: each W
+    # panel swept over the rows; hundreds of rows: W streamed past each row tile) and,
+    # with threads, different splits; every output must still be the same fma chain.
+    x = randn(rng, 700, K)
+    w = randn(rng, N, K)
+    b = randn(rng, N)
+    pt.set_num_threads(1)
+    full = pt.ops.linear(x, w, b, "gelu")
+    for rows in (17, 40, 100, 390, 700):
+        for threads in (1, 2):
+            pt.set_num_threads(threads)
+            part = pt.ops.linear(x[:rows], w, b, "gelu")
+            np.testing.assert_array_equal(part.view(np.uint32), full[:rows].view(np.uint32),
+                                          err_msg=f"{rows} rows, {threads} threads vs 700 rows, 1 thread ({isa})")
 
 
 @pytest.mark.parametrize("M", [1, 5, 17, 64])

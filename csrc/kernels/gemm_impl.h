@@ -14,11 +14,18 @@
 //   zero-padded rows) just before the block is used,
 //   W is packed into col panels [ceil(N/NR)][K][NR]  (k-major, zero-padded cols);
 // a register tile accumulates MR x NR outputs over KC steps of rank-1 updates.
-// For each (column block, KC block, row block), each W micro-panel (KC x NR) is
-// swept over the row block's tiles while it sits in L1. Model weights are read from
-// memory (they do not fit in cache), so while one micro-panel is in use the tiles
-// prefetch the next one into L2, spread evenly over the tiles: without it, small
-// batches wait for DRAM (a 32 x 512 x 2048 product with cold weights ran ~2x slower).
+// Two orders inside one (column block, KC block, row block) pass:
+// - many rows (the block of W in L2 is reused by many x tiles): each x tile (MR x KC)
+//   stays in L1 while the W micro-panels of the column block stream past it from L2,
+//   each k step prefetching W kGemmL1Ahead steps ahead into L1 (1T, AVX-512, warm
+//   weights: 4096 x 384 x 1152 ran at ~125-140 GF/s in the other order, ~165 in
+//   this one; 2048 x 512 x 1536 ~148 -> ~172). The thread's first tile, which reads
+//   the block from memory, prefetches each next micro-panel into L2 as below;
+// - few rows (decode-size batches, where W comes from memory and is used by a few
+//   tiles only): each W micro-panel (KC x NR) is swept over the row block's tiles
+//   while it sits in L1, and the tiles prefetch the next one into L2, spread evenly
+//   over them: without it, small batches wait for DRAM (a 32 x 512 x 2048 product
+//   with cold weights ran ~2x slower).
 // Between KC passes the partial sums go through y, loaded back into the registers
 // (not added), so every output is one fma chain over k = 0..K-1 in order: the
 // result does not depend on KC, on the thread split, or on M (a row gives the same
@@ -26,6 +33,14 @@
 #pragma once
 
 constexpr int kGemmNR = kGemmNV * Vec::W;
+// Cache lines of W per k step of the register tile, and how many k steps ahead the
+// tile prefetches them into L1.
+constexpr int kGemmLinesPerK = (kGemmNR * static_cast<int>(sizeof(float)) + 63) / 64;
+constexpr int64_t kGemmL1Ahead = 8;
+// Threads with at least this many rows of x use the streaming order (see above):
+// measured with weights cold in cache, AVX-512 1T, it is ~15% faster at 1024 rows,
+// even at ~384 and ~10% slower at 128.
+constexpr int64_t kGemmStreamRows = 384;
 
 // ---------------------------------------------------------------------------
 // Packing
@@ -124,6 +139,9 @@ static void gemm_tile(int64_t kc, const float* __restrict a, const float* __rest
         pf_acc -= kc;
       }
     }
+    // W kGemmL1Ahead steps on, into L1 (past the panel's end it only touches the
+    // next one; a prefetch never faults).
+    for (int l = 0; l < kGemmLinesPerK; ++l) __builtin_prefetch(b + (k + kGemmL1Ahead) * kGemmNR + l * 16, 0, 3);
     for (int v = 0; v < kGemmNV; ++v) bv[v] = V::load(b + k * kGemmNR + v * V::W);
     for (int m = 0; m < MR; ++m) {
       const typename V::F am = V::set1(a[k * kGemmMR + m]);
@@ -223,6 +241,7 @@ static void gemm_compute_block(const float* x, int64_t M, int64_t K, const float
   AlignedBuffer& xbuf = gemm_scratch_x();
   xbuf.reserve_discard(static_cast<size_t>(kGemmMCTiles * std::min<int64_t>(K, kGemmKC) * kGemmMR));
   float* xb = xbuf.data();
+  const bool stream = (t_end - t_begin) * kGemmMR >= kGemmStreamRows;
   // Row tiles [tc0, tc1) x panels [pc0, pc1) over the KC pass from k0.
   auto pass = [&](int64_t tc0, int64_t tc1, int64_t pc0, int64_t pc1, int64_t k0) {
     const int64_t kc = std::min<int64_t>(kGemmKC, K - k0);
@@ -232,7 +251,28 @@ static void gemm_compute_block(const float* x, int64_t M, int64_t K, const float
       const int rows = static_cast<int>(std::min<int64_t>(kGemmMR, M - m0));
       pack_transposed(x + m0 * K + k0, K, rows, kc, xb + (t - tc0) * kc * kGemmMR, kGemmMR, kGemmMR);
     }
-    for (int64_t p = pc0; p < pc1; ++p) {
+    if (stream) {  // x tile in L1, W from L2
+      for (int64_t t = tc0; t < tc1; ++t) {
+        const int64_t m0 = t * kGemmMR;
+        const int rows = static_cast<int>(std::min<int64_t>(kGemmMR, M - m0));
+        const float* a = xb + (t - tc0) * kc * kGemmMR;
+        const GemmTileFn tile = gemm_tile_for_rows(rows);
+        // The thread's first tile reads this block of W first, from memory: it
+        // prefetches each next micro-panel into L2 while it computes on this one.
+        const bool fetch = t == t_begin;
+        for (int64_t p = pc0; p < pc1; ++p) {
+          const int64_t n0 = p * kGemmNR;
+          const int n_valid = static_cast<int>(std::min<int64_t>(kGemmNR, N - n0));
+          const float* bp = wp + p * K * kGemmNR + k0 * kGemmNR;
+          const bool pf = fetch && p + 1 < pc1;
+          tile(kc, a, bp, y + m0 * N + n0, N, n_valid, first, last, bias ? bias + n0 : nullptr, act,
+               residual ? residual + m0 * N + n0 : nullptr, pf ? bp + K * kGemmNR : nullptr,
+               pf ? kc * kGemmNR / 16 : 0);
+        }
+      }
+      return;
+    }
+    for (int64_t p = pc0; p < pc1; ++p) {  // W micro-panel in L1, the next one to L2
       const int64_t n0 = p * kGemmNR;
       const int n_valid = static_cast<int>(std::min<int64_t>(kGemmNR, N - n0));
       const float* bp = wp + p * K * kGemmNR + k0 * kGemmNR;
