@@ -27,6 +27,12 @@ struct Vec {
   static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
   static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
   static F div(F a, F b) { return _mm512_div_ps(a, b); }
+  // 1 / a within ~1 ulp (not always the correctly rounded quotient) for normal a:
+  // rcp14 (relative error < 2^-14) and one Newton step, ~4x cheaper than div here.
+  static F recip(F a) {
+    const F r = _mm512_rcp14_ps(a);
+    return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(a, r, _mm512_set1_ps(1.0f)), r);
+  }
   static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }    // a*b + c, one rounding
   static F fnmadd(F a, F b, F c) { return _mm512_fnmadd_ps(a, b, c); }  // c - a*b, one rounding
   static F fmsub(F a, F b, F c) { return _mm512_fmsub_ps(a, b, c); }    // a*b - c, one rounding

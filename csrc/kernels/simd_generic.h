@@ -60,6 +60,7 @@ struct Vec {
   static F sub(F a, F b) { return zip(a, b, [](float x, float y) { return x - y; }); }
   static F mul(F a, F b) { return zip(a, b, [](float x, float y) { return x * y; }); }
   static F div(F a, F b) { return zip(a, b, [](float x, float y) { return x / y; }); }
+  static F recip(F a) { return div(set1(1.0f), a); }  // 1 / a, correctly rounded
   static F fmadd(F a, F b, F c) {
     F r;
     for (int i = 0; i < W; ++i) r.v[i] = fma1(a.v[i], b.v[i], c.v[i]);
