@@ -78,7 +78,8 @@ void Encoder::encode(const int32_t* ids, const int32_t* type_ids, int64_t B, int
                      float* out) const {
   const int64_t E = cfg_.d_model, H = cfg_.nhead, D = E / H, F = cfg_.dim_feedforward, M = B * S;
   if (M == 0) return;
-  Workspace ws(M, E, F);
+  WorkspaceCache::Lease lease(workspaces_, M, E, F);
+  Workspace& ws = *lease;
   const std::vector<uint8_t> mask = lengths ? key_padding_mask(lengths, B, S) : std::vector<uint8_t>();
   const uint8_t* mp = lengths ? mask.data() : nullptr;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));

@@ -62,6 +62,7 @@ class Encoder {
   Embeddings embeddings_;
   std::vector<EncoderLayerWeights> layers_;
   LayerNorm final_norm_;
+  mutable WorkspaceCache workspaces_;
 };
 
 }  // namespace pt::model

@@ -63,4 +63,31 @@ void LayerNorm::forward(const kernels::KernelTable& kt, const float* x, const fl
   kt.layer_norm(x, residual, weight_.data(), bias_.data(), eps_, y, rows, n_);
 }
 
+void Workspace::reserve(int64_t M, int64_t E, int64_t F) {
+  x.reserve_discard(static_cast<size_t>(M * E));
+  t.reserve_discard(static_cast<size_t>(M * E));
+  qkv.reserve_discard(static_cast<size_t>(M * 3 * E));
+  ctx.reserve_discard(static_cast<size_t>(M * E));
+  hidden.reserve_discard(static_cast<size_t>(M * F));
+}
+
+size_t Workspace::bytes() const {
+  return (x.size() + t.size() + qkv.size() + ctx.size() + hidden.size()) * sizeof(float);
+}
+
+WorkspaceCache::Lease::Lease(WorkspaceCache& cache, int64_t M, int64_t E, int64_t F) : cache_(cache) {
+  {
+    std::lock_guard<std::mutex> lock(cache_.mu_);
+    ws_ = std::move(cache_.slot_);
+  }
+  if (!ws_) ws_ = std::make_unique<Workspace>();
+  ws_->reserve(M, E, F);
+}
+
+WorkspaceCache::Lease::~Lease() {
+  if (ws_->bytes() > kKeepBytes) return;  // freed here
+  std::lock_guard<std::mutex> lock(cache_.mu_);
+  if (!cache_.slot_ || cache_.slot_->bytes() < ws_->bytes()) cache_.slot_ = std::move(ws_);
+}
+
 }  // namespace pt::model

@@ -139,7 +139,8 @@ void Transformer::decode(const int32_t* tgt_ids, int64_t B, int64_t T, const flo
                          const int32_t* src_lengths, float* logits, float* attention) const {
   const int64_t E = cfg_.d_model, H = cfg_.nhead, D = E / H, F = cfg_.dim_feedforward, M = B * T;
   if (M == 0) return;
-  Workspace ws(M, E, F);
+  WorkspaceCache::Lease lease(workspaces_, M, E, F);
+  Workspace& ws = *lease;
   AlignedBuffer kv(static_cast<size_t>(B * S * 2 * E));
   const std::vector<uint8_t> mask = src_lengths ? key_padding_mask(src_lengths, B, S) : std::vector<uint8_t>();
   const uint8_t* mp = src_lengths ? mask.data() : nullptr;

@@ -99,6 +99,7 @@ class Transformer {
   std::vector<DecoderLayerWeights> decoder_;
   LayerNorm decoder_norm_;
   Linear generator_;
+  mutable WorkspaceCache workspaces_;  // of teacher-forced decode
 };
 
 }  // namespace pt::model
