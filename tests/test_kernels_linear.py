@@ -100,19 +100,20 @@ def test_rows_of_a_batch_match_single_rows(isa, rng, M):
 @pytest.mark.parametrize("K,N", [(50, 21), (300, 70), (600, 100)])
 def test_a_row_gives_the_same_bits_in_any_batch(isa, rng, restore_threads, K, N):
     # Batches of different sizes take different GEMM loop orders (a few rows: each W
-    # panel swept over the rows; hundreds of rows: W streamed past each row tile) and,
-    # with threads, different splits; every output must still be the same fma chain.
-    x = randn(rng, 700, K)
+    # panel swept over the rows; hundreds of rows per thread: W streamed past each row
+    # tile) and, with threads, different splits (over N, or over M for large batches
+    # and narrow W); every output must still be the same fma chain.
+    x = randn(rng, 1000, K)
     w = randn(rng, N, K)
     b = randn(rng, N)
     pt.set_num_threads(1)
     full = pt.ops.linear(x, w, b, "gelu")
-    for rows in (17, 40, 100, 390, 700):
-        for threads in (1, 2):
+    for rows in (17, 40, 100, 390, 1000):
+        for threads in (1, 2, 3):
             pt.set_num_threads(threads)
             part = pt.ops.linear(x[:rows], w, b, "gelu")
             np.testing.assert_array_equal(part.view(np.uint32), full[:rows].view(np.uint32),
-                                          err_msg=f"{rows} rows, {threads} threads vs 700 rows, 1 thread ({isa})")
+                                          err_msg=f"{rows} rows, {threads} threads vs 1000 rows, 1 thread ({isa})")
 
 
 @pytest.mark.parametrize("M", [1, 5, 17, 64])
