@@ -264,45 +264,39 @@ static void gemm_compute_block(const float* x, int64_t M, int64_t K, const float
       const int rows = static_cast<int>(std::min<int64_t>(kGemmMR, M - m0));
       pack_transposed(x + m0 * K + k0, K, rows, kc, xb + (t - tc0) * kc * kGemmMR, kGemmMR, kGemmMR);
     }
+    // W micro-panel p of this KC pass, and the tile of outputs (row tile t, panel p),
+    // prefetching pf_lines cache lines into L2 from pf on.
+    auto panel = [&](int64_t p) { return wp + p * K * kGemmNR + k0 * kGemmNR; };
+    auto tile = [&](int64_t t, int64_t p, const float* pf, int64_t pf_lines) {
+      const int64_t m0 = t * kGemmMR, n0 = p * kGemmNR;
+      const int rows = static_cast<int>(std::min<int64_t>(kGemmMR, M - m0));
+      const int n_valid = static_cast<int>(std::min<int64_t>(kGemmNR, N - n0));
+      gemm_tile_for_rows(rows)(kc, xb + (t - tc0) * kc * kGemmMR, panel(p), y + m0 * N + n0, N, n_valid, first, last,
+                               bias ? bias + n0 : nullptr, act, residual ? residual + m0 * N + n0 : nullptr, pf,
+                               pf_lines);
+    };
+    const int64_t panel_lines = kc * kGemmNR / 16;  // cache lines of one micro-panel
     if (stream) {  // x tile in L1, W from L2
       for (int64_t t = tc0; t < tc1; ++t) {
-        const int64_t m0 = t * kGemmMR;
-        const int rows = static_cast<int>(std::min<int64_t>(kGemmMR, M - m0));
-        const float* a = xb + (t - tc0) * kc * kGemmMR;
-        const GemmTileFn tile = gemm_tile_for_rows(rows);
         // The thread's first tile reads this block of W first, from memory: it
         // prefetches each next micro-panel into L2 while it computes on this one.
         const bool fetch = t == t_begin;
         for (int64_t p = pc0; p < pc1; ++p) {
-          const int64_t n0 = p * kGemmNR;
-          const int n_valid = static_cast<int>(std::min<int64_t>(kGemmNR, N - n0));
-          const float* bp = wp + p * K * kGemmNR + k0 * kGemmNR;
           const bool pf = fetch && p + 1 < pc1;
-          tile(kc, a, bp, y + m0 * N + n0, N, n_valid, first, last, bias ? bias + n0 : nullptr, act,
-               residual ? residual + m0 * N + n0 : nullptr, pf ? bp + K * kGemmNR : nullptr,
-               pf ? kc * kGemmNR / 16 : 0);
+          tile(t, p, pf ? panel(p + 1) : nullptr, pf ? panel_lines : 0);
         }
       }
       return;
     }
-    for (int64_t p = pc0; p < pc1; ++p) {  // W micro-panel in L1, the next one to L2
-      const int64_t n0 = p * kGemmNR;
-      const int n_valid = static_cast<int>(std::min<int64_t>(kGemmNR, N - n0));
-      const float* bp = wp + p * K * kGemmNR + k0 * kGemmNR;
+    // W micro-panel in L1, the next one to L2: its prefetch is spread over the tiles.
+    const int64_t per_tile = ceil_div(panel_lines, tc1 - tc0);
+    for (int64_t p = pc0; p < pc1; ++p)
       for (int64_t t = tc0; t < tc1; ++t) {
-        const int64_t m0 = t * kGemmMR;
-        const int rows = static_cast<int>(std::min<int64_t>(kGemmMR, M - m0));
-        const float* a = xb + (t - tc0) * kc * kGemmMR;
-        // Spread the prefetch of the next panel's block (kc x NR floats) over the tiles.
-        const int64_t lines = kc * kGemmNR / 16, per_tile = ceil_div(lines, tc1 - tc0);
         const int64_t first_line = (t - tc0) * per_tile;
-        const bool do_pf = p + 1 < pc1 && first_line < lines;
-        const float* pf = do_pf ? bp + K * kGemmNR + first_line * 16 : nullptr;
-        gemm_tile_for_rows(rows)(kc, a, bp, y + m0 * N + n0, N, n_valid, first, last, bias ? bias + n0 : nullptr,
-                                 act, residual ? residual + m0 * N + n0 : nullptr, pf,
-                                 do_pf ? std::min(per_tile, lines - first_line) : 0);
+        const bool pf = p + 1 < pc1 && first_line < panel_lines;
+        tile(t, p, pf ? panel(p + 1) + first_line * 16 : nullptr,
+             pf ? std::min(per_tile, panel_lines - first_line) : 0);
       }
-    }
   };
   if (K < 2 * kGemmKC) {
     const int64_t nc = gemm_block_panels(K);
