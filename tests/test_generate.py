@@ -813,7 +813,6 @@ ERRORS = [
     (dict(start_tokens=5), TypeError, "start_tokens"),
     (dict(max_length=5.0), TypeError, "max_length"),
     (dict(max_length="5"), TypeError, "max_length"),
-    (dict(max_length=None), TypeError, "max_length"),
     (dict(min_length=1.5), TypeError, "min_length"),
     (dict(beam_size=2.0), TypeError, "beam_size"),
     (dict(beam_size=True), TypeError, "beam_size"),

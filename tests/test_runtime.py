@@ -74,12 +74,12 @@ def test_subprocess_imports_the_same_package():
 
 def test_runtime_info_keys_and_types():
     info = pt.runtime_info()
-    assert set(info) >= {"version", "isa", "isa_available", "openmp", "num_threads", "physical_cores"}
+    assert set(info) >= {"version", "isa", "isa_available", "multithreaded", "num_threads", "physical_cores"}
     assert info["version"] == pt.__version__ and isinstance(info["version"], str)
     assert info["isa"] in KNOWN_ISAS
     assert isinstance(info["isa_available"], list) and info["isa_available"]
     assert all(isinstance(name, str) for name in info["isa_available"])
-    assert isinstance(info["openmp"], bool)
+    assert isinstance(info["multithreaded"], bool)
     assert isinstance(info["num_threads"], int) and info["num_threads"] >= 1
     assert isinstance(info["physical_cores"], int) and info["physical_cores"] >= 1
     assert info["num_threads"] == pt.get_num_threads()
@@ -177,7 +177,7 @@ THREADS_CODE = "import pytransformer as pt; print(pt.get_num_threads(), pt.runti
 
 
 def test_env_num_threads_sets_default():
-    if not pt.runtime_info()["openmp"]:
+    if not pt.runtime_info()["multithreaded"]:
         pytest.skip("built without OpenMP: always one thread")
     for value, expected in [("1", 1), ("3", 3)]:
         out = run_python(THREADS_CODE, PYTRANSFORMER_NUM_THREADS=value)[0].split()
@@ -185,7 +185,7 @@ def test_env_num_threads_sets_default():
 
 
 def test_omp_num_threads_is_the_fallback():
-    if not pt.runtime_info()["openmp"]:
+    if not pt.runtime_info()["multithreaded"]:
         pytest.skip("built without OpenMP: always one thread")
     assert run_python(THREADS_CODE, OMP_NUM_THREADS="3")[0].split() == ["3", "3"]
     # PYTRANSFORMER_NUM_THREADS wins over OMP_NUM_THREADS.
@@ -195,14 +195,14 @@ def test_omp_num_threads_is_the_fallback():
 def test_default_threads_is_physical_cores():
     out = run_python("import json, pytransformer as pt; print(json.dumps(pt.runtime_info()))")[0]
     info = json.loads(out)
-    if info["openmp"]:
+    if info["multithreaded"]:
         assert info["num_threads"] == info["physical_cores"]
     else:
         assert info["num_threads"] == 1
 
 
 def test_set_get_num_threads_round_trip(restore_threads):
-    if not pt.runtime_info()["openmp"]:
+    if not pt.runtime_info()["multithreaded"]:
         pytest.skip("built without OpenMP: always one thread")
     import numpy as np
 

@@ -1,6 +1,9 @@
 #include "bindings/arrays.h"
 
+#include <algorithm>
 #include <sstream>
+
+#include "runtime/aligned_buffer.h"
 
 namespace pt::bindings {
 
@@ -15,6 +18,18 @@ std::string shape_str(const py::array& a) {
 
 namespace {
 std::string type_name(py::handle obj) { return py::str(py::type::handle_of(obj).attr("__name__")); }
+
+// pybind11's ensure() clears the error of a failed conversion: the copy of a
+// non-contiguous or byte-swapped input could not be made, in practice for lack of
+// memory.
+[[noreturn]] void raise_copy_failed(const py::array& arr, const char* fn, const char* name) {
+  if (PyErr_Occurred()) throw py::error_already_set();
+  const std::string msg = std::string(fn) + ": cannot copy " + name + " " + shape_str(arr) + " (" +
+                          std::to_string(static_cast<long long>(arr.nbytes())) +
+                          " bytes) into a contiguous native-order array: out of memory";
+  PyErr_SetString(PyExc_MemoryError, msg.c_str());
+  throw py::error_already_set();
+}
 }  // namespace
 
 FloatArray float_array(py::handle obj, const char* fn, const char* name, int ndim, int min_ndim) {
@@ -33,7 +48,7 @@ FloatArray float_array(py::handle obj, const char* fn, const char* name, int ndi
     throw py::value_error(std::string(fn) + ": " + name + " must have at least " + std::to_string(min_ndim) +
                           " dimension(s), got shape " + shape_str(arr));
   FloatArray out = FloatArray::ensure(arr);
-  if (!out) throw py::error_already_set();
+  if (!out) raise_copy_failed(arr, fn, name);
   return out;
 }
 
@@ -54,7 +69,7 @@ std::optional<BoolArray> optional_bool_mask(py::handle obj, const char* fn, cons
                          std::string(py::str(arr.dtype())));
   check_shape(arr, fn, name, {rows, cols}, expected);
   BoolArray out = BoolArray::ensure(arr);
-  if (!out) throw py::error_already_set();
+  if (!out) raise_copy_failed(arr, fn, name);
   return out;
 }
 
@@ -72,7 +87,17 @@ int64_t nonnegative_int(py::handle obj, const char* fn, const char* name) {
     if (!py::hasattr(obj, "__index__") || py::isinstance<py::bool_>(obj) || py::isinstance<py::float_>(obj))
       throw py::type_error(std::string(fn) + ": " + name + " must be an int, got " + type_name(obj));
   }
-  const auto v = obj.attr("__index__")().cast<long long>();
+  py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(obj.ptr()));
+  if (!index) throw py::error_already_set();
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+  if (overflow != 0 || (v == -1 && PyErr_Occurred())) {
+    PyErr_Clear();
+    const std::string msg = std::string(fn) + ": " + name + " = " + std::string(py::repr(index)).substr(0, 40) +
+                            " does not fit in a 64-bit integer";
+    PyErr_SetString(overflow < 0 ? PyExc_ValueError : PyExc_OverflowError, msg.c_str());
+    throw py::error_already_set();
+  }
   if (v < 0) throw py::value_error(std::string(fn) + ": " + name + " must be >= 0, got " + std::to_string(v));
   return static_cast<int64_t>(v);
 }
@@ -80,6 +105,18 @@ int64_t nonnegative_int(py::handle obj, const char* fn, const char* name) {
 py::array_t<float> new_float_array(const std::vector<int64_t>& shape) {
   std::vector<py::ssize_t> s(shape.begin(), shape.end());
   return py::array_t<float>(s);
+}
+
+void check_output_size(const char* fn, const char* what, const std::vector<int64_t>& shape) {
+  double bytes = sizeof(float);
+  for (int64_t d : shape) bytes *= static_cast<double>(std::max<int64_t>(d, 0));
+  const double limit = pt::physical_memory_bytes();
+  if (bytes > limit) {
+    std::string dims;
+    for (size_t i = 0; i < shape.size(); ++i) dims += (i ? " x " : "") + std::to_string(shape[i]);
+    throw py::value_error(std::string(fn) + ": " + what + " would be " + dims + " float32 = " + human_bytes(bytes) +
+                          ", more than this machine's memory (" + human_bytes(limit) + ")");
+  }
 }
 
 }  // namespace pt::bindings

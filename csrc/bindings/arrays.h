@@ -43,6 +43,10 @@ void check_shape(const py::array& a, const char* fn, const char* name, const std
 // A Python int >= 0 (bool and float rejected).
 int64_t nonnegative_int(py::handle obj, const char* fn, const char* name);
 
+// Raises ValueError naming fn and `what` when a float32 array of this shape would
+// take more than the machine's physical memory (checked in floating point: no overflow).
+void check_output_size(const char* fn, const char* what, const std::vector<int64_t>& shape);
+
 // New uninitialised float32 array of the given shape.
 py::array_t<float> new_float_array(const std::vector<int64_t>& shape);
 

@@ -3,10 +3,14 @@
 // checks repeated here only keep direct callers of _core from reading out of bounds.
 #include <pybind11/stl.h>
 
+#include <cmath>
+#include <limits>
 #include <memory>
+#include <type_traits>
 #include <string>
 
 #include "bindings/arrays.h"
+#include "bindings/interrupt.h"
 #include "model/search.h"
 #include "model/transformer.h"
 
@@ -19,16 +23,69 @@ using IntArray = py::array_t<int32_t, py::array::c_style | py::array::forcecast>
 template <class T>
 T get(const py::dict& d, const char* key) {
   if (!d.contains(key)) throw py::value_error(std::string("config is missing '") + key + "'");
-  return d[key].cast<T>();
+  py::handle v = d[key];
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!py::isinstance<py::bool_>(v)) throw py::type_error(std::string("config '") + key + "' must be a bool");
+  } else if constexpr (std::is_integral_v<T>) {
+    if (py::isinstance<py::bool_>(v) || !py::isinstance<py::int_>(v))
+      throw py::type_error(std::string("config '") + key + "' must be an int");
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (py::isinstance<py::bool_>(v) || !(py::isinstance<py::int_>(v) || py::isinstance<py::float_>(v)))
+      throw py::type_error(std::string("config '") + key + "' must be a number");
+  } else {
+    if (!py::isinstance<py::str>(v)) throw py::type_error(std::string("config '") + key + "' must be a str");
+  }
+  try {
+    return v.cast<T>();
+  } catch (const py::cast_error&) {
+    throw py::value_error(std::string("config '") + key + "' = " + py::repr(v).cast<std::string>().substr(0, 40) +
+                          " does not fit the C++ type");
+  }
+}
+
+// A Python int in [lo, hi]; ValueError naming `name` otherwise (also when it does not
+// fit in 64 bits).
+int64_t option_value(py::handle v, const char* name, int64_t lo, int64_t hi) {
+  int overflow = 0;
+  const long long x = PyLong_AsLongLongAndOverflow(v.ptr(), &overflow);
+  if (x == -1 && PyErr_Occurred()) throw py::error_already_set();
+  if (overflow != 0 || x < lo || x > hi)
+    throw py::value_error(std::string(name) + " = " + std::string(py::repr(v)).substr(0, 40) + " is outside [" +
+                          std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return x;
+}
+
+int64_t option_int(const py::dict& d, const char* key, int64_t lo, int64_t hi) {
+  if (!d.contains(key)) throw py::value_error(std::string("options are missing '") + key + "'");
+  py::handle v = d[key];
+  if (py::isinstance<py::bool_>(v) || !py::isinstance<py::int_>(v))
+    throw py::type_error(std::string(key) + " must be an int");
+  return option_value(v, key, lo, hi);
+}
+
+// An int in [lo, INT32_MAX] (sizes and ids are 32-bit in the kernels' index math).
+int64_t get_size(const py::dict& d, const char* key, int64_t lo) {
+  if (!d.contains(key)) throw py::value_error(std::string("config is missing '") + key + "'");
+  py::handle v = d[key];
+  if (py::isinstance<py::bool_>(v) || !py::isinstance<py::int_>(v))
+    throw py::type_error(std::string("config '") + key + "' must be an int");
+  return option_value(v, (std::string("config '") + key + "'").c_str(), lo, 2147483647);
+}
+
+float get_finite(const py::dict& d, const char* key) {
+  const double v = get<double>(d, key);
+  const float f = static_cast<float>(v);
+  if (!std::isfinite(f)) throw py::value_error(std::string("config '") + key + "' must be finite in float32");
+  return f;
 }
 
 model::TransformerConfig config_from_dict(const py::dict& d) {
   model::TransformerConfig c;
-  c.d_model = get<int64_t>(d, "d_model");
-  c.nhead = get<int64_t>(d, "nhead");
-  c.num_encoder_layers = get<int64_t>(d, "num_encoder_layers");
-  c.num_decoder_layers = get<int64_t>(d, "num_decoder_layers");
-  c.dim_feedforward = get<int64_t>(d, "dim_feedforward");
+  c.d_model = get_size(d, "d_model", 1);
+  c.nhead = get_size(d, "nhead", 1);
+  c.num_encoder_layers = get_size(d, "num_encoder_layers", 0);
+  c.num_decoder_layers = get_size(d, "num_decoder_layers", 0);
+  c.dim_feedforward = get_size(d, "dim_feedforward", 1);
   const auto act = get<std::string>(d, "activation");
   if (act == "relu")
     c.activation = kernels::Activation::kRelu;
@@ -39,15 +96,15 @@ model::TransformerConfig config_from_dict(const py::dict& d) {
   else
     throw py::value_error("unsupported activation '" + act + "'");
   c.norm_first = get<bool>(d, "norm_first");
-  c.layer_norm_eps = get<float>(d, "layer_norm_eps");
+  c.layer_norm_eps = get_finite(d, "layer_norm_eps");
   c.final_norm = get<bool>(d, "final_norm");
-  c.embedding_scale = get<float>(d, "embedding_scale");
-  c.src_vocab_size = get<int64_t>(d, "src_vocab_size");
-  c.tgt_vocab_size = get<int64_t>(d, "tgt_vocab_size");
+  c.embedding_scale = get_finite(d, "embedding_scale");
+  c.src_vocab_size = get_size(d, "src_vocab_size", 1);
+  c.tgt_vocab_size = get_size(d, "tgt_vocab_size", 1);
   c.share_embeddings = get<bool>(d, "share_embeddings");
   c.tie_output = get<bool>(d, "tie_output");
   c.output_bias = get<bool>(d, "output_bias");
-  c.max_length = get<int64_t>(d, "max_length");
+  c.max_length = get_size(d, "max_length", 1);
   const auto pos = get<std::string>(d, "positional");
   if (pos == "sinusoidal")
     c.positional = model::Positional::kSinusoidal;
@@ -57,11 +114,11 @@ model::TransformerConfig config_from_dict(const py::dict& d) {
     c.positional = model::Positional::kLearned;
   else
     throw py::value_error("unsupported positional '" + pos + "'");
-  c.type_vocab_size = get<int64_t>(d, "type_vocab_size");
+  c.type_vocab_size = get_size(d, "type_vocab_size", 0);
   c.embedding_norm = get<bool>(d, "embedding_norm");
-  c.pad_id = get<int64_t>(d, "pad_id");
-  c.bos_id = get<int64_t>(d, "bos_id");
-  c.eos_id = get<int64_t>(d, "eos_id");
+  c.pad_id = get_size(d, "pad_id", 0);
+  c.bos_id = get_size(d, "bos_id", 0);
+  c.eos_id = get_size(d, "eos_id", 0);
   if (c.d_model < 1 || c.nhead < 1 || c.d_model % c.nhead || c.dim_feedforward < 1 || c.num_encoder_layers < 0 ||
       c.num_decoder_layers < 0 || c.src_vocab_size < 1 || c.tgt_vocab_size < 1 || c.max_length < 1)
     throw py::value_error("invalid model sizes in config");
@@ -117,24 +174,33 @@ class PyTransformer {
     const model::TransformerConfig cfg = config_from_dict(config);
     std::vector<FloatArray> keep;
     const model::WeightMap map = weight_map(weights, "Transformer", &keep);
+    SigintScope watch;
     py::gil_scoped_release release;
     model_ = std::make_unique<model::Transformer>(cfg, map);
   }
 
   model::GenerationOptions options(const py::dict& o) const {
+    constexpr int64_t kInt32Max = 2147483647;
     model::GenerationOptions g;
-    g.max_length = o["max_length"].cast<int64_t>();
-    g.min_length = o["min_length"].cast<int64_t>();
-    g.beam_size = o["beam_size"].cast<int64_t>();
-    g.length_penalty = o["length_penalty"].cast<float>();
-    g.num_hypotheses = o["num_hypotheses"].cast<int64_t>();
-    g.sampling_topk = o["sampling_topk"].cast<int64_t>();
-    g.sampling_topp = o["sampling_topp"].cast<double>();
-    g.sampling_temperature = o["sampling_temperature"].cast<double>();
-    g.seed = o["seed"].cast<uint64_t>();
-    g.return_scores = o["return_scores"].cast<bool>();
-    g.suppress_tokens = o["suppress_tokens"].cast<std::vector<int32_t>>();
-    g.forced_eos = o["forced_eos"].cast<bool>();
+    g.max_length = option_int(o, "max_length", 1, kInt32Max);
+    g.min_length = option_int(o, "min_length", 0, kInt32Max);
+    g.beam_size = option_int(o, "beam_size", 1, kInt32Max);
+    g.length_penalty = get_finite(o, "length_penalty");
+    g.num_hypotheses = option_int(o, "num_hypotheses", 1, kInt32Max);
+    g.sampling_topk = option_int(o, "sampling_topk", 0, std::numeric_limits<int64_t>::max());
+    g.sampling_topp = get<double>(o, "sampling_topp");
+    g.sampling_temperature = get<double>(o, "sampling_temperature");
+    g.seed = get<uint64_t>(o, "seed");
+    g.return_scores = get<bool>(o, "return_scores");
+    const py::object sup = o.contains("suppress_tokens") ? py::reinterpret_borrow<py::object>(o["suppress_tokens"])
+                                                         : py::list();
+    for (py::handle t : sup) {
+      if (py::isinstance<py::bool_>(t) || !py::isinstance<py::int_>(t))
+        throw py::type_error("suppress_tokens must hold ints");
+      const auto v = option_value(t, "suppress_tokens", 0, model_->config().tgt_vocab_size - 1);
+      g.suppress_tokens.push_back(static_cast<int32_t>(v));
+    }
+    g.forced_eos = get<bool>(o, "forced_eos");
     return g;
   }
 
@@ -145,8 +211,9 @@ class PyTransformer {
     for (py::handle row : obj) {
       std::vector<int32_t> p;
       for (py::handle t : row) {
-        const auto v = t.cast<int64_t>();
-        if (v < 0 || v >= c.tgt_vocab_size) throw py::value_error("start_tokens contains an id outside the vocabulary");
+        if (py::isinstance<py::bool_>(t) || !py::isinstance<py::int_>(t))
+          throw py::type_error("start_tokens must hold ints");
+        const auto v = option_value(t, "start_tokens", 0, c.tgt_vocab_size - 1);
         p.push_back(static_cast<int32_t>(v));
       }
       out.push_back(std::move(p));
@@ -167,7 +234,8 @@ class PyTransformer {
     const model::GenerationOptions g = options(opts);
     std::vector<std::vector<model::Hypothesis>> results;
     {
-      py::gil_scoped_release release;
+      SigintScope watch;
+    py::gil_scoped_release release;
       results = model::generate(*model_, ids.data(), B, S, lengths ? lengths->data() : nullptr, start, g);
     }
     py::list out;
@@ -188,6 +256,7 @@ class PyTransformer {
     check_ids(ids, c.src_vocab_size, "src_ids");
     const auto start = prefixes(start_obj, 1);
     const model::GenerationOptions g = options(opts);
+    SigintScope watch;
     py::gil_scoped_release release;
     return std::make_unique<model::TokenStream>(*model_, ids.data(), S, start.empty() ? std::vector<int32_t>{} : start[0],
                                                 g);
@@ -212,7 +281,8 @@ class PyTransformer {
     auto lengths = lengths_array(lengths_obj, B, S);
     py::array_t<float> memory = new_float_array({B, S, c.d_model});
     {
-      py::gil_scoped_release release;
+      SigintScope watch;
+    py::gil_scoped_release release;
       model_->encode(ids.data(), B, S, lengths ? lengths->data() : nullptr, memory.mutable_data());
     }
     return memory;
@@ -229,10 +299,13 @@ class PyTransformer {
     check_shape(memory, "decode", "memory", {B, -1, c.d_model},
                 "[" + std::to_string(B) + ", S, " + std::to_string(c.d_model) + "]");
     auto lengths = lengths_array(lengths_obj, B, S);
+    check_output_size("decode", "the logits", {B, T, c.tgt_vocab_size});
+    check_output_size("decode", "the attention", {return_attention ? B : 0, T, S});
     py::array_t<float> logits = new_float_array({B, T, c.tgt_vocab_size});
     py::array_t<float> attention = new_float_array({return_attention ? B : 0, T, S});
     {
-      py::gil_scoped_release release;
+      SigintScope watch;
+    py::gil_scoped_release release;
       model_->decode(ids.data(), B, T, memory.data(), S, lengths ? lengths->data() : nullptr, logits.mutable_data(),
                      return_attention ? attention.mutable_data() : nullptr);
     }
@@ -250,6 +323,7 @@ class PyEncoderModel {
   PyEncoderModel(const py::dict& config, const py::dict& weights) : cfg_(config_from_dict(config)) {
     std::vector<FloatArray> keep;
     const model::WeightMap map = weight_map(weights, "EncoderModel", &keep);
+    SigintScope watch;
     py::gil_scoped_release release;
     encoder_ = std::make_unique<model::Encoder>(kernels::active(), cfg_, map);
   }
@@ -269,7 +343,8 @@ class PyEncoderModel {
     }
     py::array_t<float> out = new_float_array({B, S, cfg_.d_model});
     {
-      py::gil_scoped_release release;
+      SigintScope watch;
+    py::gil_scoped_release release;
       encoder_->encode(ids.data(), types ? types->data() : nullptr, B, S, lengths ? lengths->data() : nullptr,
                        out.mutable_data());
     }
@@ -297,7 +372,8 @@ void bind_model(py::module_& m) {
   using namespace pybind11::literals;
   py::class_<model::TokenStream>(m, "TokenStream")
       .def("next", [](model::TokenStream& s) {
-        py::gil_scoped_release release;
+        SigintScope watch;
+    py::gil_scoped_release release;
         return s.next();
       });
   py::class_<PyEncoderModel>(m, "EncoderOnlyModel", "The C++ encoder alone; use pytransformer.EncoderModel.")

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "bindings/interrupt.h"
 #include "kernels/kernels.h"
 #include "runtime/cpu_features.h"
 #include "runtime/threads.h"
@@ -25,7 +26,9 @@ PYBIND11_MODULE(_core, m) {
     std::vector<std::string> isas;
     for (int i = 0; i < pt::kernels::available_count(); ++i) isas.emplace_back(pt::kernels::available(i).isa);
     d["isa_available"] = isas;
-    d["openmp"] = pt::openmp_enabled();
+    d["multithreaded"] = pt::multithreaded_build();
+    d["threading"] = std::string("pytransformer pool (fork-safe, interruptible)");
+    d["cgroup_cpu_quota"] = pt::cgroup_cpu_quota();
     d["num_threads"] = pt::get_num_threads();
     d["physical_cores"] = pt::physical_core_count();
     return d;
@@ -36,6 +39,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("_set_isa", [](const std::string& isa) { pt::kernels::set_active(isa.c_str()); }, py::arg("isa"),
         "Testing hook: switch the kernel set (generic, avx2, avx512) for the whole process.");
 
+  pt::bindings::init_interrupts();
   py::module_ ops = m.def_submodule("ops", "functional ops");
   pt::bindings::bind_ops(ops);
   pt::bindings::bind_model(m);

@@ -5,11 +5,19 @@
 #include <vector>
 
 #include "bindings/arrays.h"
+#include "bindings/interrupt.h"
 #include "kernels/kernels.h"
 #include "kernels/positions.h"
 #include "model/multi_head_attention.h"
 
 namespace pt::bindings {
+
+namespace {
+// Ops this large (multiply-adds, or elements) watch for Ctrl-C; smaller ones finish
+// within milliseconds and skip the two sigaction calls.
+bool watch_sigint(int64_t work) { return work >= (int64_t{1} << 22); }
+}  // namespace
+
 
 using kernels::Activation;
 
@@ -40,7 +48,13 @@ Activation parse_activation(py::handle obj, const char* fn) {
 float finite_float(py::handle obj, const char* fn, const char* name) {
   if (!py::isinstance<py::float_>(obj) && !py::isinstance<py::int_>(obj) && !py::hasattr(obj, "__float__"))
     throw py::type_error(std::string(fn) + ": " + name + " must be a float");
-  const double v = obj.cast<double>();
+  py::object as_float = py::reinterpret_steal<py::object>(PyNumber_Float(obj.ptr()));
+  if (!as_float) {
+    PyErr_Clear();
+    throw py::value_error(std::string(fn) + ": " + name + " must be a float that is finite in float32, got " +
+                          std::string(py::repr(obj)).substr(0, 40));
+  }
+  const double v = PyFloat_AsDouble(as_float.ptr());
   const float f = static_cast<float>(v);
   if (!std::isfinite(f))
     throw py::value_error(std::string(fn) + ": " + name + " must be finite in float32, got " + std::to_string(v));
@@ -62,10 +76,12 @@ py::array_t<float> linear(py::handle x_obj, py::handle w_obj, py::handle b_obj, 
   const Activation act = parse_activation(act_obj, fn);
   std::vector<int64_t> out_shape = shape_of(x);
   out_shape.back() = N;
+  check_output_size(fn, "the output", out_shape);
   py::array_t<float> y = new_float_array(out_shape);
   const int64_t M = K > 0 ? x.size() / K : static_cast<int64_t>(y.size() / std::max<int64_t>(N, 1));
   const float* bias = b ? b->data() : nullptr;
   {
+    SigintScope watch(watch_sigint(M * N * std::max<int64_t>(K, 1)));
     py::gil_scoped_release release;
     kernels::active().linear(x.data(), M, K, w.data(), N, bias, act, y.mutable_data());
   }
@@ -78,6 +94,7 @@ py::array_t<float> softmax(py::handle x_obj) {
   py::array_t<float> y = new_float_array(shape_of(x));
   const int64_t rows = n > 0 ? x.size() / n : 0;
   {
+    SigintScope watch(watch_sigint(rows * n));
     py::gil_scoped_release release;
     kernels::active().softmax(x.data(), y.mutable_data(), rows, n);
   }
@@ -101,6 +118,7 @@ py::array_t<float> layer_norm(py::handle x_obj, py::handle w_obj, py::handle b_o
   py::array_t<float> y = new_float_array(shape_of(x));
   const int64_t rows = n > 0 ? x.size() / n : 0;
   {
+    SigintScope watch(watch_sigint(rows * n));
     py::gil_scoped_release release;
     kernels::active().layer_norm(x.data(), r ? r->data() : nullptr, w ? w->data() : nullptr, b ? b->data() : nullptr,
                                  eps, y.mutable_data(), rows, n);
@@ -113,6 +131,7 @@ py::array_t<float> elementwise(py::handle x_obj, const char* fn, Kernel kernel) 
   FloatArray x = float_array(x_obj, fn, "x");
   py::array_t<float> y = new_float_array(shape_of(x));
   {
+    SigintScope watch(watch_sigint(static_cast<int64_t>(x.size())));
     py::gil_scoped_release release;
     kernel(x.data(), y.mutable_data(), static_cast<int64_t>(x.size()));
   }
@@ -142,6 +161,7 @@ py::array_t<float> attention(py::handle q_obj, py::handle k_obj, py::handle v_ob
   py::array_t<float> out = new_float_array({B, H, Lq, Dv});
   const uint8_t* mp = mask ? reinterpret_cast<const uint8_t*>(mask->data()) : nullptr;
   {
+    SigintScope watch(watch_sigint(B * H * Lq * (Lk + 1) * (D + Dv)));
     py::gil_scoped_release release;
     kernels::active().attention({q.data(), H * Lq * D, Lq * D, D}, {k.data(), H * Lk * D, Lk * D, D},
                                 {v.data(), H * Lk * Dv, Lk * Dv, Dv}, out.mutable_data(), H * Lq * Dv, Lq * Dv, Dv,
@@ -180,6 +200,7 @@ py::array_t<float> multi_head_attention(py::handle q_obj, py::handle k_obj, py::
   py::array_t<float> out = new_float_array({B, Lq, E});
   const uint8_t* mp = mask ? reinterpret_cast<const uint8_t*>(mask->data()) : nullptr;
   {
+    SigintScope watch(watch_sigint(B * (Lq + Lk) * E * E));
     py::gil_scoped_release release;
     model::multi_head_attention(q.data(), k.data(), v.data(), B, Lq, Lk, E, inw.data(), inb ? inb->data() : nullptr,
                                 outw.data(), outb ? outb->data() : nullptr, num_heads, mp, causal,
@@ -191,8 +212,10 @@ py::array_t<float> multi_head_attention(py::handle q_obj, py::handle k_obj, py::
 py::array_t<float> positional_encoding(py::handle length_obj, py::handle d_obj) {
   const int64_t length = nonnegative_int(length_obj, "positional_encoding", "length");
   const int64_t d_model = nonnegative_int(d_obj, "positional_encoding", "d_model");
+  check_output_size("positional_encoding", "the table", {length, d_model});
   py::array_t<float> out = new_float_array({length, d_model});
   {
+    SigintScope watch(watch_sigint(length * d_model));
     py::gil_scoped_release release;
     kernels::positional_encoding(out.mutable_data(), length, d_model);
   }

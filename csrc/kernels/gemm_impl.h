@@ -331,7 +331,14 @@ static void gemm_fill_epilogue(int64_t M, int64_t N, const float* bias, Activati
 // Scratch above this many floats (32 MiB) is freed after the call rather than kept.
 constexpr size_t kGemmScratchKeep = size_t{1} << 23;
 
-// Packs x (and W when `w` is given) inside one parallel region, then computes.
+// Most FMAs of one GEMM task: a task is what a thread claims at once, and what it
+// finishes before it sees a cancellation (~10-30 ms on one core).
+constexpr int64_t kGemmTaskFma = int64_t{1} << 30;
+
+// Packs W (when given unpacked), then computes the tasks of the output: the cells of
+// the thread grid of gemm_thread_grid, cut further (at row-tile and column-block
+// boundaries, so that no cell changes loop order) into parts that threads claim one
+// at a time; a thread that is preempted or late holds back at most one part.
 static void gemm_run_impl(const float* x, int64_t M, int64_t K, const float* w, const float* wp, int64_t N,
                           const float* bias, Activation act, const float* residual, float* y) {
   if (M == 0 || N == 0) return;
@@ -340,45 +347,47 @@ static void gemm_run_impl(const float* x, int64_t M, int64_t K, const float* w, 
     return;
   }
   const int64_t row_tiles = ceil_div(M, kGemmMR), panels = ceil_div(N, kGemmNR);
-  float* wpack = nullptr;
   if (w) {
     AlignedBuffer& wbuf = gemm_scratch_w();
     wbuf.reserve_discard(static_cast<size_t>(gemm_packed_size(N, K)));
-    wpack = wbuf.data();
+    float* wpack = wbuf.data();
+    parallel_for(panels, threads_for(panels * K * kGemmNR, 1 << 15),
+                 [&](int64_t b, int64_t e) { gemm_pack_panels(w, N, K, wpack, b, e); });
     wp = wpack;
   }
   const int nthreads = threads_for(M * N * K, 1 << 17);
   int tm = 1, tn = 1;
   gemm_thread_grid(nthreads, row_tiles, panels, K, &tm, &tn);
-  auto body = [&](int tid, int nt) {
-    // Phase 1: pack W (when given unpacked), shared between all threads.
-    if (wpack) gemm_pack_panels(w, N, K, wpack, panels * tid / nt, panels * (tid + 1) / nt);
-  };
-  auto compute = [&](int tid) {
-    const int im = tid / tn, in = tid % tn;
-    gemm_compute_block(x, M, K, wp, N, bias, act, residual, y, row_tiles * im / tm, row_tiles * (im + 1) / tm,
-                       panels * in / tn, panels * (in + 1) / tn);
-  };
-#ifdef _OPENMP
-  if (nthreads > 1) {
-#pragma omp parallel num_threads(nthreads)
-    {
-      const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-      if (wpack) {
-        body(tid, nt);
-#pragma omp barrier
-      }
-      if (nt == nthreads) {
-        compute(tid);
-      } else if (tid == 0) {  // the runtime gave us fewer threads: one thread does all
-        gemm_compute_block(x, M, K, wp, N, bias, act, residual, y, 0, row_tiles, 0, panels);
-      }
-    }
-    return;
+  const int64_t cell_tiles = ceil_div(row_tiles, tm), cell_panels = ceil_div(panels, tn);
+  // Row parts: only for cells in the streaming order, and only into parts that stay in it.
+  const int64_t stream_tiles = ceil_div(kGemmStreamRows, kGemmMR);
+  int64_t fm = 1;
+  if (nthreads > 1 && cell_tiles >= 2 * stream_tiles) fm = std::min<int64_t>(kChunksPerThread, cell_tiles / stream_tiles);
+  // Column parts (whole column blocks) until a part is at most kGemmTaskFma.
+  const int64_t block_panels = gemm_block_panels(K), cell_blocks = ceil_div(cell_panels, block_panels);
+  const int64_t part_fma = ceil_div(cell_tiles, fm) * kGemmMR * cell_panels * kGemmNR * K;
+  int64_t fn = std::min<int64_t>(cell_blocks, ceil_div(part_fma, kGemmTaskFma));
+  if (nthreads > 1 && tm == 1 && fm == 1) fn = std::max<int64_t>(fn, std::min<int64_t>(cell_blocks, kChunksPerThread));
+  fn = std::max<int64_t>(fn, 1);
+  // Still too large (one column block of many rows): more row parts.
+  const int64_t block_fma = ceil_div(cell_tiles, fm) * kGemmMR * block_panels * kGemmNR * K;
+  if (block_fma > kGemmTaskFma) {
+    const int64_t more = ceil_div(block_fma, kGemmTaskFma);
+    fm = std::min<int64_t>(cell_tiles, fm * more);
   }
-#endif
-  body(0, 1);
-  gemm_compute_block(x, M, K, wp, N, bias, act, residual, y, 0, row_tiles, 0, panels);
+  const int64_t cells = int64_t{tm} * tn, parts = fm * fn;
+  // Task order: part-major, so that with threads progressing evenly each keeps to
+  // its own cell (the static assignment) and only late threads change it.
+  parallel_tasks(cells * parts, nthreads, [&](int64_t task) {
+    const int64_t cell = task % cells, part = task / cells;
+    const int64_t im = cell / tn, in = cell % tn, a = part / fn, b = part % fn;
+    const int64_t t0 = row_tiles * im / tm, t1 = row_tiles * (im + 1) / tm;
+    const int64_t p0 = panels * in / tn, p1 = panels * (in + 1) / tn;
+    const int64_t nb = ceil_div(p1 - p0, block_panels);
+    const int64_t pb = p0 + (nb * b / fn) * block_panels, pe = std::min(p1, p0 + (nb * (b + 1) / fn) * block_panels);
+    gemm_compute_block(x, M, K, wp, N, bias, act, residual, y, t0 + (t1 - t0) * a / fm, t0 + (t1 - t0) * (a + 1) / fm,
+                       pb, pe);
+  });
 }
 
 static void gemm_run(const float* x, int64_t M, int64_t K, const float* w, const float* wp, int64_t N,

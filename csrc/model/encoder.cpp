@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 #include <utility>
 
 #include "model/transformer.h"
@@ -49,8 +51,44 @@ void export_norm(const WeightSink& sink, const std::string& p, const LayerNorm& 
   export_array(sink, p + "bias", {n.size()}, n.bias());
 }
 
+namespace {
+int64_t checked_mul(int64_t a, int64_t b, const char* what) {
+  int64_t r = 0;
+  if (__builtin_mul_overflow(a, b, &r) || r > (int64_t{1} << 62))
+    throw std::invalid_argument(std::string("model config: ") + what + " is too large (its size overflows)");
+  return r;
+}
+}  // namespace
+
+void check_config_sizes(const TransformerConfig& c) {
+  constexpr int64_t kInt32Max = 2147483647;
+  const std::pair<const char*, int64_t> sizes[] = {
+      {"d_model", c.d_model}, {"nhead", c.nhead}, {"dim_feedforward", c.dim_feedforward},
+      {"src_vocab_size", c.src_vocab_size}, {"tgt_vocab_size", c.tgt_vocab_size}, {"max_length", c.max_length}};
+  for (auto [name, v] : sizes)
+    if (v < 1 || v > kInt32Max)
+      throw std::invalid_argument(std::string("model config: ") + name + " = " + std::to_string(v) +
+                                  " is outside [1, 2147483647]");
+  const std::pair<const char*, int64_t> counts[] = {{"num_encoder_layers", c.num_encoder_layers},
+                                                    {"num_decoder_layers", c.num_decoder_layers},
+                                                    {"type_vocab_size", c.type_vocab_size}};
+  for (auto [name, v] : counts)
+    if (v < 0 || v > kInt32Max)
+      throw std::invalid_argument(std::string("model config: ") + name + " = " + std::to_string(v) +
+                                  " is outside [0, 2147483647]");
+  if (c.d_model % c.nhead != 0) throw std::invalid_argument("model config: nhead must divide d_model");
+  if (!std::isfinite(c.layer_norm_eps) || c.layer_norm_eps < 0)
+    throw std::invalid_argument("model config: layer_norm_eps must be finite and >= 0");
+  // Every table's element count must fit (with room) in 64 bits.
+  checked_mul(c.max_length, c.d_model, "the position table (max_length x d_model)");
+  checked_mul(c.src_vocab_size, c.d_model, "the source embedding table");
+  checked_mul(c.tgt_vocab_size, c.d_model, "the target embedding table");
+  checked_mul(c.dim_feedforward, c.d_model, "the feed-forward weights");
+  checked_mul(checked_mul(c.d_model, c.d_model, "d_model^2"), 4, "the attention weights");
+}
+
 Encoder::Encoder(const kernels::KernelTable& kt, const TransformerConfig& cfg, const WeightMap& w)
-    : kt_(kt), cfg_(cfg) {
+    : kt_(kt), cfg_((check_config_sizes(cfg), cfg)) {
   const int64_t E = cfg.d_model, F = cfg.dim_feedforward, V = cfg.src_vocab_size;
   table_ = copy_aligned(require_weight(w, "src_embed.weight", {V, E}), V * E);
   const float* learned = cfg.positional == Positional::kLearned

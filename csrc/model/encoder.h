@@ -43,6 +43,10 @@ void export_linear(const kernels::KernelTable& kt, const WeightSink& sink, const
 void export_norm(const WeightSink& sink, const std::string& prefix, const LayerNorm& n);
 void export_array(const WeightSink& sink, const std::string& name, const std::vector<int64_t>& shape, const float* src);
 
+// Throws std::invalid_argument unless every size of the config is in range and every
+// table's size is representable (the C++ boundary checks it whatever Python passed).
+void check_config_sizes(const TransformerConfig& cfg);
+
 class Encoder {
  public:
   Encoder(const kernels::KernelTable& kt, const TransformerConfig& cfg, const WeightMap& weights);

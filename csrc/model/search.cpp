@@ -5,6 +5,9 @@
 #include <limits>
 #include <numeric>
 #include <stdexcept>
+#include <string>
+
+#include "runtime/aligned_buffer.h"
 
 namespace pt::model {
 
@@ -27,6 +30,9 @@ int64_t max_prefix(const std::vector<std::vector<int32_t>>& start_tokens) {
   for (const auto& p : start_tokens) m = std::max<int64_t>(m, static_cast<int64_t>(p.size()));
   return m;
 }
+
+// A hypothesis' log-probability is real when finite and not carrying kImpossible.
+bool real_log_prob(float lp) { return std::isfinite(lp) && lp > 0.5f * kImpossible; }
 
 float length_normalizer(int64_t length, float penalty) {
   return static_cast<float>(std::pow(static_cast<double>(length), static_cast<double>(penalty)));
@@ -51,6 +57,15 @@ class TokenChooser {
   // logits [vocab]; blocked: -1 or one more token that must not be chosen (EOS
   // before min_length); only: -1 or the one token allowed (forced EOS).
   int32_t choose(const float* logits, int32_t blocked, int32_t only, std::mt19937_64& rng) {
+    const int32_t t = choose_any(logits, blocked, only, rng);
+    // check_options rules out a step where nothing may be generated; never emit or
+    // embed an invalid id even if that changes.
+    if (t < 0 || t >= vocab_) throw std::logic_error("generation: no token can be generated at this step");
+    return t;
+  }
+
+ private:
+  int32_t choose_any(const float* logits, int32_t blocked, int32_t only, std::mt19937_64& rng) {
     if (only >= 0) return only;
     if (greedy()) {
       int32_t best = -1;
@@ -106,7 +121,6 @@ class TokenChooser {
     return order_[static_cast<size_t>(keep - 1)];
   }
 
- private:
   const GenerationOptions& o_;
   int64_t vocab_;
   std::vector<float> scratch_;
@@ -352,14 +366,23 @@ std::vector<std::vector<Hypothesis>> beam_search(const Transformer& model, const
       for (int64_t j = 0; j < n; ++j) {
         Slot& f = merged[static_cast<size_t>(K + j)];
         f.log_prob = cands[static_cast<size_t>(j)].score;
-        f.finished = j < K && hit[static_cast<size_t>(j)] && s.improvable;
+        // A candidate finishes only with a real score: not from a beam that already
+        // ended (its score carries kImpossible) and not through a suppressed token (-inf).
+        f.finished = j < K && hit[static_cast<size_t>(j)] && s.improvable && real_log_prob(f.log_prob);
         f.score = f.log_prob / norm + (f.finished ? 0.0f : kImpossible);
         merged_from[static_cast<size_t>(K + j)] = K + j;
       }
       for (int64_t i = 0; i < m; ++i) order[static_cast<size_t>(i)] = i;
+      // Finished hypotheses before empty slots whatever their score (an extreme
+      // length_penalty can push a real score below kImpossible), as Hugging Face
+      // fills its K slots before it compares scores.
       std::sort(order.begin(), order.begin() + m, [&](int64_t x, int64_t y) {
-        const float sx = merged[static_cast<size_t>(x)].score, sy = merged[static_cast<size_t>(y)].score;
-        return sx > sy || (sx == sy && x < y);
+        const Slot& a = merged[static_cast<size_t>(x)];
+        const Slot& b = merged[static_cast<size_t>(y)];
+        if (a.finished != b.finished) return a.finished;
+        const float sx = a.score, sy = b.score;
+        if (sx > sy || sx < sy) return sx > sy;
+        return x < y;  // ties, and NaN scores, keep the earlier
       });
       for (int64_t i = 0; i < K; ++i) {
         const int64_t from = order[static_cast<size_t>(i)];
@@ -405,7 +428,7 @@ std::vector<std::vector<Hypothesis>> beam_search(const Transformer& model, const
       // Stop when the best running beam, at its current length, cannot beat the
       // worst finished one (every slot filled), or at max_length.
       bool all_filled = true;
-      float worst = std::numeric_limits<float>::infinity();
+      float worst = std::numeric_limits<float>::infinity();  // lowest score of the K slots
       for (int64_t i = 0; i < K; ++i) {
         all_filled &= slots[static_cast<size_t>(s0 + i)].finished;
         worst = std::min(worst, slots[static_cast<size_t>(s0 + i)].score);
@@ -435,6 +458,7 @@ std::vector<std::vector<Hypothesis>> beam_search(const Transformer& model, const
     std::vector<Hypothesis> hyps;
     for (int64_t i = 0; i < o.num_hypotheses; ++i) {
       const Slot& f = slots[static_cast<size_t>(b * K + i)];
+      if (!f.finished) break;  // slots are sorted finished-first: the rest are empty
       Hypothesis h;
       h.tokens.assign(slots_seq.data(b * K + i), slots_seq.data(b * K + i) + slots_seq.size(b * K + i));
       h.score = f.score;
@@ -458,10 +482,55 @@ void check_options(const Transformer& model, const GenerationOptions& o, int64_t
   if (!(o.sampling_temperature > 0.0) || !std::isfinite(o.sampling_temperature))
     throw std::invalid_argument("sampling_temperature must be > 0");
   if (o.beam_size > 1 && o.sampling_topk != 1) throw std::invalid_argument("sampling needs beam_size == 1");
-  for (int32_t t : o.suppress_tokens)
-    if (t < 0 || t >= c.tgt_vocab_size) throw std::invalid_argument("suppress_tokens contains an id outside the vocabulary");
-  if (prefix + o.max_length > c.max_length)
+  const int64_t V = c.tgt_vocab_size;
+  if (c.bos_id < 0 || c.bos_id >= V || c.eos_id < 0 || c.eos_id >= V)
+    throw std::invalid_argument("bos_id and eos_id must be target ids");
+  if (!std::isfinite(o.length_penalty)) throw std::invalid_argument("length_penalty must be finite");
+  std::vector<uint8_t> suppressed(static_cast<size_t>(V), 0);
+  int64_t blocked = 0;
+  for (int32_t t : o.suppress_tokens) {
+    if (t < 0 || t >= V) throw std::invalid_argument("suppress_tokens contains an id outside the vocabulary");
+    blocked += suppressed[static_cast<size_t>(t)] ? 0 : 1;
+    suppressed[static_cast<size_t>(t)] = 1;
+  }
+  if (prefix > c.max_length || o.max_length > c.max_length - prefix)
     throw std::invalid_argument("start tokens + max_length exceed the model's max_length");
+  // Every step must have a token it may generate.
+  const bool forced_only = o.forced_eos && o.max_length == 1;  // the one step is forced EOS
+  if (blocked == V && !forced_only)
+    throw std::invalid_argument("every token id of the vocabulary (" + std::to_string(V) +
+                                ") is in suppress_tokens: nothing can be generated");
+  const bool eos_free = !suppressed[static_cast<size_t>(c.eos_id)];
+  const bool need_non_eos = o.min_length >= 2 || (o.min_length == 1 && !forced_only);
+  if (need_non_eos && blocked + (eos_free ? 1 : 0) == V)
+    throw std::invalid_argument("min_length=" + std::to_string(o.min_length) +
+                                " forbids end-of-sequence, but every other token is in suppress_tokens: nothing "
+                                "can be generated at the first step");
+}
+
+// Bytes a generate call needs (memory, KV caches, logits, beams), computed in double
+// so that absurd options cannot overflow; refused beyond the machine's memory.
+void check_generation_size(const Transformer& model, const GenerationOptions& o, int64_t B, int64_t S,
+                           int64_t prefix) {
+  const auto& c = model.config();
+  const double E = static_cast<double>(c.d_model), F = static_cast<double>(c.dim_feedforward);
+  const double V = static_cast<double>(c.tgt_vocab_size), L = static_cast<double>(c.num_decoder_layers);
+  const double K = static_cast<double>(o.beam_size), T = static_cast<double>(prefix + o.max_length) + 64;
+  const double b = static_cast<double>(B), s = static_cast<double>(S) + 64, R = b * K;
+  const double floats = b * s * E * 3                      // memory, projected cross keys/values
+                        + L * (2 * R * T * E + 2 * b * s * E)  // self and cross attention caches
+                        + R * (7 * E + F + 2 * V)           // activations, logits, log-probabilities
+                        + 2 * K * T * E;                    // reorder scratch
+  const double ints = 4 * R * T + 2 * R;                   // beam and slot sequences
+  const double bytes = 4 * floats + 4 * ints + (K > 1 ? 64 * R : 0);
+  const double limit = physical_memory_bytes();
+  if (bytes > limit)
+    throw std::invalid_argument("generation with batch " + std::to_string(B) + ", beam_size " +
+                                std::to_string(o.beam_size) + " and max_length " + std::to_string(o.max_length) +
+                                " would need about " + human_bytes(bytes) + " (decoder caches of " +
+                                std::to_string(c.num_decoder_layers) + " layers, logits over " +
+                                std::to_string(c.tgt_vocab_size) + " ids), more than this machine's memory (" +
+                                human_bytes(limit) + ")");
 }
 
 }  // namespace
@@ -473,6 +542,7 @@ std::vector<std::vector<Hypothesis>> generate(const Transformer& model, const in
   if (!start_tokens.empty() && static_cast<int64_t>(start_tokens.size()) != B)
     throw std::invalid_argument("start_tokens must have one entry per source");
   check_options(model, o, max_prefix(start_tokens));
+  check_generation_size(model, o, B, S, max_prefix(start_tokens));
   if (B == 0) return {};
   const std::vector<float> memory = encode_memory(model, src_ids, B, S, src_lengths);
   const int32_t bos = static_cast<int32_t>(model.config().bos_id), eos = static_cast<int32_t>(model.config().eos_id);
@@ -489,6 +559,7 @@ struct TokenStream::Impl {
   std::vector<std::pair<int64_t, int32_t>> produced;
   size_t prefix = 0, seen = 0;
   int32_t eos = 2;
+  bool broken = false;  // a step threw (e.g. interrupted): the state is no longer usable
 };
 
 TokenStream::TokenStream(const Transformer& model, const int32_t* src_ids, int64_t S,
@@ -496,6 +567,7 @@ TokenStream::TokenStream(const Transformer& model, const int32_t* src_ids, int64
     : impl_(std::make_unique<Impl>()) {
   impl_->options = options;
   check_options(model, options, static_cast<int64_t>(start_tokens.size()));
+  check_generation_size(model, options, 1, S, static_cast<int64_t>(start_tokens.size()));
   if (options.beam_size != 1) throw std::invalid_argument("streaming supports greedy search and sampling only");
   impl_->memory = encode_memory(model, src_ids, 1, S, nullptr);
   impl_->run = std::make_unique<SamplingRun>(model, impl_->memory.data(), 1, S, nullptr,
@@ -508,6 +580,21 @@ TokenStream::TokenStream(const Transformer& model, const int32_t* src_ids, int64
 TokenStream::~TokenStream() = default;
 
 int32_t TokenStream::next() {
+  Impl& s = *impl_;
+  if (s.broken) throw std::runtime_error("generate_tokens: this stream was interrupted or failed; start a new one");
+  struct Guard {
+    bool& broken;
+    bool ok = false;
+    ~Guard() {
+      if (!ok) broken = true;
+    }
+  } guard{s.broken};
+  const int32_t tok = next_token();
+  guard.ok = true;
+  return tok;
+}
+
+int32_t TokenStream::next_token() {
   Impl& s = *impl_;
   while (!s.run->finished()) {
     s.produced.clear();

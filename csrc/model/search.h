@@ -33,7 +33,9 @@ struct Hypothesis {
   float log_prob = 0.0f;        // sum of the generated tokens' log-probabilities (EOS included)
 };
 
-// One entry per source: options.num_hypotheses hypotheses, best first.
+// One entry per source: up to options.num_hypotheses hypotheses, best first. Beam
+// search returns only finished hypotheses with real scores, so fewer when fewer exist
+// (e.g. most tokens suppressed); greedy search and sampling return exactly one.
 // src_ids [B,S]; src_lengths [B] or null; start_tokens: empty or B forced prefixes.
 std::vector<std::vector<Hypothesis>> generate(const Transformer& model, const int32_t* src_ids, int64_t B, int64_t S,
                                               const int32_t* src_lengths,
@@ -51,6 +53,7 @@ class TokenStream {
   int32_t next();
 
  private:
+  int32_t next_token();
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

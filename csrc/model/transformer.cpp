@@ -26,8 +26,13 @@ CrossAttentionWeights load_cross_attention(const kernels::KernelTable& kt, const
 }
 
 const TransformerConfig& checked(const TransformerConfig& c) {
-  if (c.d_model <= 0 || c.nhead <= 0 || c.d_model % c.nhead != 0)
-    throw std::invalid_argument("d_model must be a positive multiple of nhead");
+  check_config_sizes(c);
+  // Generation embeds bos_id and compares with eos_id; both index the target vocabulary.
+  for (auto [name, id] : {std::pair<const char*, int64_t>{"bos_id", c.bos_id}, {"eos_id", c.eos_id},
+                          {"pad_id", c.pad_id}})
+    if (id < 0 || id >= c.tgt_vocab_size)
+      throw std::invalid_argument(std::string(name) + " = " + std::to_string(id) +
+                                  " is outside the target vocabulary [0, " + std::to_string(c.tgt_vocab_size) + ")");
   return c;
 }
 

@@ -5,8 +5,16 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 
 namespace pt {
+
+// Physical memory of the machine in bytes (a large default where unknown): the bound
+// for "absurd" sizes, which are refused before anything is allocated.
+double physical_memory_bytes();
+
+// "12.3 GB"
+std::string human_bytes(double bytes);
 
 class AlignedBuffer {
  public:

@@ -84,11 +84,18 @@ class GenerationResult:
     log_probs: Optional[List[float]] = None
 
 
-def _int_option(name: str, value: Any, minimum: int) -> int:
+_INT32_MAX = 2**31 - 1
+
+
+def _int_option(name: str, value: Any, minimum: int, maximum: Optional[int] = _INT32_MAX,
+                why: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        shown = str(int(value)) if value < 10**30 else f"about 10**{len(str(int(value))) - 1}"
+        raise ValueError(f"{name} must be <= {maximum}{why}, got {shown}")
     return int(value)
 
 
@@ -186,7 +193,8 @@ class Transformer:
     def _generation_options(self, max_length, min_length, beam_size, length_penalty, num_hypotheses,
                             sampling_topk, sampling_topp, sampling_temperature, seed, return_scores,
                             suppress_tokens=None, forced_eos=False) -> dict:
-        max_length = _int_option("max_length", max_length, 1)
+        c = self._config
+        max_length = _int_option("max_length", max_length, 1, c.max_length, " (the model's max_length)")
         min_length = _int_option("min_length", min_length, 0)
         if min_length > max_length:
             raise ValueError(f"min_length ({min_length}) must be <= max_length ({max_length})")
@@ -195,7 +203,8 @@ class Transformer:
         if num_hypotheses > beam_size:
             raise ValueError(f"num_hypotheses ({num_hypotheses}) must be <= beam_size ({beam_size})")
         length_penalty = _float_option("length_penalty", length_penalty)
-        sampling_topk = _int_option("sampling_topk", sampling_topk, 0)
+        sampling_topk = _int_option("sampling_topk", sampling_topk, 0, None)
+        sampling_topk = min(sampling_topk, c.tgt_vocab_size)  # more than the vocabulary means all of it
         sampling_topp = _float_option("sampling_topp", sampling_topp)
         if not 0.0 < sampling_topp <= 1.0:
             raise ValueError(f"sampling_topp must be in (0, 1], got {sampling_topp}")
@@ -207,7 +216,7 @@ class Transformer:
         if seed is None:
             seed = int.from_bytes(os.urandom(8), "little")
         else:
-            seed = _int_option("seed", seed, 0) % (1 << 64)
+            seed = _int_option("seed", seed, 0, None) % (1 << 64)
         if not isinstance(return_scores, bool):
             raise TypeError(f"return_scores must be a bool, got {type(return_scores).__name__}")
         if not isinstance(forced_eos, bool):
@@ -223,10 +232,34 @@ class Transformer:
                     raise ValueError(f"suppress_tokens contains {t}, not a valid target id "
                                      f"(vocabulary size {self._config.tgt_vocab_size})")
                 suppress.append(int(t))
+        self._check_generable(set(suppress), min_length, max_length, forced_eos)
         return dict(max_length=max_length, min_length=min_length, beam_size=beam_size,
                     length_penalty=length_penalty, num_hypotheses=num_hypotheses, sampling_topk=sampling_topk,
                     sampling_topp=sampling_topp, sampling_temperature=sampling_temperature, seed=seed,
                     return_scores=return_scores, suppress_tokens=suppress, forced_eos=forced_eos)
+
+    def _default_max_length(self, start_tokens: Any, one_source: bool = False) -> int:
+        """256, or what the model's positions leave after the longest start tokens."""
+        longest = 0
+        try:
+            if start_tokens is not None:
+                rows = [start_tokens] if one_source else start_tokens
+                longest = max((len(r) for r in rows), default=0)
+        except TypeError:
+            pass  # _start_tokens reports malformed start tokens
+        return max(1, min(256, self._config.max_length - longest))
+
+    def _check_generable(self, suppressed: set, min_length: int, max_length: int, forced_eos: bool) -> None:
+        """ValueError when some step could generate no token at all."""
+        c = self._config
+        forced_only = forced_eos and max_length == 1  # the only step is a forced end-of-sequence
+        if len(suppressed) >= c.tgt_vocab_size and not forced_only:
+            raise ValueError(f"suppress_tokens holds every id of the target vocabulary ({c.tgt_vocab_size}): "
+                             "nothing can be generated")
+        others = c.tgt_vocab_size - len(suppressed - {c.eos_id}) - 1  # ids that are neither EOS nor suppressed
+        if others == 0 and (min_length >= 2 or (min_length == 1 and not forced_only)):
+            raise ValueError(f"min_length={min_length} forbids end-of-sequence (eos_id {c.eos_id}) at the first "
+                             "step, but every other token is in suppress_tokens: nothing can be generated")
 
     def _start_tokens(self, start_tokens: Any, batch: int, max_length: int) -> Optional[List[List[int]]]:
         if start_tokens is None:
@@ -259,7 +292,7 @@ class Transformer:
                              f"max_length ({c.max_length})")
         return out
 
-    def generate(self, src_ids: Any, src_lengths: Any = None, *, max_length: int = 256, min_length: int = 0,
+    def generate(self, src_ids: Any, src_lengths: Any = None, *, max_length: Optional[int] = None, min_length: int = 0,
                  beam_size: int = 1, length_penalty: float = 1.0, num_hypotheses: int = 1,
                  sampling_topk: int = 1, sampling_topp: float = 1.0, sampling_temperature: float = 1.0,
                  seed: Optional[int] = None, start_tokens: Any = None, return_scores: bool = True,
@@ -273,7 +306,9 @@ class Transformer:
         Args:
             src_ids, src_lengths: as for :meth:`encode` (sources of unequal lengths).
             max_length: most tokens to generate per hypothesis (end-of-sequence
-                included; start tokens not counted).
+                included; start tokens not counted). None: 256, or less when the
+                model's own ``max_length`` (positions) leaves less room after the
+                start tokens.
             min_length: end-of-sequence cannot be generated before this many tokens
                 (so ``min_length == max_length`` forces exactly that many).
             beam_size: 1 for greedy search or sampling; K > 1 for beam search with K
@@ -284,7 +319,10 @@ class Transformer:
                 semantics of Hugging Face's beam search with ``early_stopping=False``).
                 Sources that are done leave the batch: their beams are not computed.
             length_penalty: hypotheses are ranked by ``log_prob / length**length_penalty``.
-            num_hypotheses: hypotheses returned per source (<= beam_size).
+            num_hypotheses: hypotheses returned per source (<= beam_size). Beam search
+                returns only real hypotheses (finished, with a finite score): fewer than
+                ``num_hypotheses`` when fewer exist, e.g. when ``suppress_tokens``
+                leaves fewer continuations than beams.
             sampling_topk: 1 (default) for greedy search; 0 samples from the whole
                 vocabulary; k > 1 from the k most likely tokens.
             sampling_topp: nucleus sampling: sample from the smallest set of most
@@ -311,6 +349,8 @@ class Transformer:
         c = self._config
         ids = _ids(src_ids, "src_ids", c.src_vocab_size, c.max_length)
         lengths = _lengths(src_lengths, ids.shape[0], ids.shape[1])
+        if max_length is None:
+            max_length = self._default_max_length(start_tokens)
         opts = self._generation_options(max_length, min_length, beam_size, length_penalty, num_hypotheses,
                                         sampling_topk, sampling_topp, sampling_temperature, seed, return_scores,
                                         suppress_tokens, forced_eos)
@@ -326,7 +366,7 @@ class Transformer:
                 results.append(GenerationResult(seqs))
         return results
 
-    def generate_tokens(self, src_ids: Any, *, max_length: int = 256, min_length: int = 0,
+    def generate_tokens(self, src_ids: Any, *, max_length: Optional[int] = None, min_length: int = 0,
                         sampling_topk: int = 1, sampling_topp: float = 1.0, sampling_temperature: float = 1.0,
                         seed: Optional[int] = None, start_tokens: Any = None,
                         suppress_tokens: Optional[Sequence[int]] = None, forced_eos: bool = False) -> Iterator[int]:
@@ -345,6 +385,8 @@ class Transformer:
         ids = _ids(arr, "src_ids", c.src_vocab_size, c.max_length)
         if ids.shape[0] != 1:
             raise ValueError(f"generate_tokens takes one source, got a batch of {ids.shape[0]}")
+        if max_length is None:
+            max_length = self._default_max_length(start_tokens, one_source=True)
         opts = self._generation_options(max_length, min_length, 1, 1.0, 1, sampling_topk, sampling_topp,
                                         sampling_temperature, seed, False, suppress_tokens, forced_eos)
         start = self._start_tokens(None if start_tokens is None else [start_tokens], 1, opts["max_length"])
