@@ -1,6 +1,6 @@
 """pytransformer: fast, embeddable CPU inference for Transformer models.
 
-C++ kernels (OpenMP threads + SIMD, chosen at import from the CPU's features)
+C++ kernels (a fork-safe thread pool + SIMD, chosen at import from the CPU's features)
 behind a numpy API. See ``pytransformer.ops`` for the functional ops.
 """
 
@@ -47,7 +47,9 @@ def runtime_info() -> dict:
 
     Returns a dict with ``version``, ``isa`` (the kernel set in use: ``"avx512"``,
     ``"avx2"`` or ``"generic"``), ``isa_available`` (every set this CPU and build can
-    run), ``openmp`` (built with OpenMP), ``num_threads`` and ``physical_cores``.
+    run), ``multithreaded`` (parallel regions may use several threads), ``threading``
+    (the thread pool), ``cgroup_cpu_quota`` (CPUs of this process's cgroup quota, 0 when
+    none), ``num_threads`` and ``physical_cores`` (the cores this process may use).
     """
     info = {"version": __version__}
     info.update(_core._runtime_info())
@@ -59,13 +61,12 @@ def set_num_threads(n: int) -> None:
 
     The default is the number of physical cores, or ``PYTRANSFORMER_NUM_THREADS`` /
     ``OMP_NUM_THREADS`` when set. Results are bitwise identical for any count.
-    Without OpenMP the library stays single-threaded.
     """
     if isinstance(n, bool) or not hasattr(n, "__index__"):
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
     n = n.__index__()
-    if n < 1:
-        raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
+    if not 1 <= n <= 1024:
+        raise ValueError(f"set_num_threads: n must be in [1, 1024], got {n}")
     _core.set_num_threads(n)
 
 
