@@ -258,3 +258,26 @@ def test_runtime_info_reports_the_pool():
     assert info["multithreaded"] is True
     assert info["cgroup_cpu_quota"] >= 0
     assert 1 <= info["physical_cores"] <= (os.cpu_count() or 1)
+
+
+@pytest.mark.parametrize("files,quota,cores", [
+    ({"cpu.max": "50000 100000\n"}, 0.5, 1),        # cgroup v2, half a CPU
+    ({"cpu.max": "max 100000\n"}, 0.0, None),       # v2, no quota
+    ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1.0, 1),  # v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, 0.0, None),
+])
+def test_cgroup_quota_caps_the_default(tmp_path, files, quota, cores):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    code = """
+import json, os
+import pytransformer as pt
+info = pt.runtime_info()
+print(json.dumps(dict(quota=info["cgroup_cpu_quota"], cores=info["physical_cores"], threads=info["num_threads"],
+                      affinity=len(os.sched_getaffinity(0)))))
+"""
+    out = run(code, env={"PYTRANSFORMER_CGROUP_ROOT": str(tmp_path), "OMP_NUM_THREADS": ""})
+    assert out["quota"] == quota
+    expected = cores if cores is not None else out["affinity"]
+    assert out["cores"] == out["threads"] == min(expected, out["affinity"])

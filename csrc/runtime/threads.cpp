@@ -78,7 +78,10 @@ double read_cfs(const std::string& dir) {
 }
 
 // The smallest quota on the way from this process's cgroup up to the root.
+// PYTRANSFORMER_CGROUP_ROOT replaces /sys/fs/cgroup (a testing hook).
 double detect_cgroup_quota() {
+  const char* root_env = std::getenv("PYTRANSFORMER_CGROUP_ROOT");
+  const std::string fs = root_env && *root_env ? root_env : "/sys/fs/cgroup";
   double best = 0;
   auto take = [&](double v) {
     if (v > 0 && (best == 0 || v < best)) best = v;
@@ -95,8 +98,8 @@ double detect_cgroup_quota() {
     const bool v1_cpu = !v2 && (controllers == "cpu" || controllers.find("cpu,") != std::string::npos ||
                                 controllers.find(",cpu") != std::string::npos);
     if (!v2 && !v1_cpu) continue;
-    const std::string root = v2 ? "/sys/fs/cgroup" : "/sys/fs/cgroup/" + controllers;
-    const std::string alt_root = "/sys/fs/cgroup/cpu";
+    const std::string root = v2 ? fs : fs + "/" + controllers;
+    const std::string alt_root = fs + "/cpu";
     for (;;) {
       if (v2) {
         take(read_cpu_max(root + path + "/cpu.max"));
@@ -110,9 +113,9 @@ double detect_cgroup_quota() {
     }
   }
   // Inside a container the process's own cgroup is often mounted as the root.
-  take(read_cpu_max("/sys/fs/cgroup/cpu.max"));
-  take(read_cfs("/sys/fs/cgroup/cpu"));
-  take(read_cfs("/sys/fs/cgroup/cpu,cpuacct"));
+  take(read_cpu_max(fs + "/cpu.max"));
+  take(read_cfs(fs + "/cpu"));
+  take(read_cfs(fs + "/cpu,cpuacct"));
   return best;
 }
 #endif
