@@ -232,3 +232,18 @@ def test_default_max_length_fits_the_model(model, src):
     b = model.generate(src, start_tokens=[[3, 4, 5], [6]], sampling_topk=0, seed=5, max_length=c.max_length - 3)
     assert a == b
     assert len(list(model.generate_tokens(src[0], start_tokens=[3, 4], min_length=38))) == 38
+
+
+def test_constructors_refuse_configs_beyond_memory():
+    """Transformer(config, weights) and EncoderModel check the config's tables against
+    the machine's memory before walking the weights (a 2**31-layer config would
+    otherwise enumerate billions of names first)."""
+    huge = small_config(max_length=2**31 - 1, d_model=2**20, nhead=1)
+    for cls in (pt.Transformer, pt.EncoderModel):
+        t0 = time.perf_counter()
+        with pytest.raises(ValueError, match="max_length") as e:
+            cls(huge, {})
+        assert "memory" in str(e.value) and time.perf_counter() - t0 < 1.0
+    layers = small_config(num_encoder_layers=2**31 - 1)
+    with pytest.raises(ValueError, match="num_encoder_layers"):
+        pt.Transformer(layers, {})

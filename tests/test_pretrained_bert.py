@@ -505,8 +505,13 @@ def test_max_seq_length_from_sentence_bert_config_truncates(tmp_path, rng):
     texts = ["a much longer text than six tokens", "abc", "abcdefgh"]
     expected = _expected_embeddings(config, weights, texts, ("mean",), True, 6)
     np.testing.assert_allclose(model.embed(texts, batch_size=2), expected, atol=5e-5, rtol=0)
-    # texts longer than the model's positions are cut at max_position_embeddings
-    folder2, config2, weights2 = _st_folder(tmp_path / "two", rng, ("mean",), True, max_seq_length=10_000)
+    # a max_seq_length beyond the model's positions is refused (issue 11), naming the key
+    folder3, _, _ = _st_folder(tmp_path / "three", rng, ("mean",), True, max_seq_length=10_000)
+    with pytest.raises(ValueError, match="max_seq_length") as info:
+        pt.from_pretrained(folder3)
+    assert "sentence_bert_config.json" in str(info.value) and "10000" in str(info.value)
+    # without one, texts longer than the model's positions are cut at max_position_embeddings
+    folder2, config2, weights2 = _st_folder(tmp_path / "two", rng, ("mean",), True)
     model2 = pt.from_pretrained(folder2)
     assert model2.max_seq_length == config2["max_position_embeddings"]
     model2.tokenizer = _toy_tokenizer(config2["vocab_size"])

@@ -5,19 +5,28 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any, Mapping, Optional
+import os
+from typing import Any, List, Mapping, Optional, Tuple
 
 __all__ = ["TransformerConfig"]
 
 _ACTIVATIONS = ("relu", "gelu", "silu")
 _FLOAT32_MAX = 3.4028234663852886e38
+# The C++ model reads every size as int64 but token ids and lengths are int32, and
+# sizes are multiplied together: every int field must fit an int32.
+_INT32_MAX = 2 ** 31 - 1
+_INT64_MAX = 2 ** 63 - 1
 
 
 def _is_float32_finite(v: Any) -> bool:
     """A real number that stays finite once rounded to float32 (the kernels' precision)."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return False
-    return math.isfinite(v) and abs(float(v)) <= _FLOAT32_MAX
+    if isinstance(v, int):  # exact, also for ints too large for a float
+        return abs(v) <= int(_FLOAT32_MAX)
+    return math.isfinite(v) and abs(v) <= _FLOAT32_MAX
+
+
 _POSITIONALS = ("sinusoidal", "sinusoidal_concat", "learned")
 
 
@@ -95,7 +104,10 @@ class TransformerConfig:
             if not is_int(value):
                 raise TypeError(f"TransformerConfig.{name} must be an int, got {type(value).__name__}")
             if value < minimum:
-                raise ValueError(f"TransformerConfig.{name} must be >= {minimum}, got {value}")
+                raise ValueError(f"TransformerConfig.{name} must be >= {minimum}, got {_short(value)}")
+            if value > _INT32_MAX:
+                raise ValueError(f"TransformerConfig.{name} must be <= {_INT32_MAX} (sizes and token ids are 32-bit "
+                                 f"ints in the C++ model), got {_short(value)}")
         for name in ("norm_first", "final_norm", "share_embeddings", "tie_output", "output_bias", "embedding_norm"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"TransformerConfig.{name} must be a bool, got {type(getattr(self, name)).__name__}")
@@ -108,11 +120,11 @@ class TransformerConfig:
         eps = self.layer_norm_eps
         if not _is_float32_finite(eps) or eps < 0:
             raise ValueError(f"TransformerConfig.layer_norm_eps must be a number >= 0 that is finite in float32, "
-                             f"got {eps!r}")
+                             f"got {_short(eps)}")
         scale = self.embedding_scale
         if scale is not None and not _is_float32_finite(scale):
             raise ValueError(f"TransformerConfig.embedding_scale must be None or a number that is finite in "
-                             f"float32, got {scale!r}")
+                             f"float32, got {_short(scale)}")
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError(
                 "TransformerConfig: share_embeddings needs src_vocab_size == tgt_vocab_size, got "
@@ -121,6 +133,43 @@ class TransformerConfig:
             if getattr(self, name) >= self.tgt_vocab_size:
                 raise ValueError(f"TransformerConfig.{name} ({getattr(self, name)}) must be < tgt_vocab_size "
                                  f"({self.tgt_vocab_size})")
+        # Python ints: every table (and the whole model) must have a byte size that a
+        # 64-bit size holds, or the C++ side's size arithmetic would wrap around.
+        for what, factors, nbytes in self._tables(encoder_only=False):
+            if nbytes > _INT64_MAX:
+                raise ValueError(f"TransformerConfig: {what} would take {nbytes} bytes of float32 "
+                                 f"({_product(factors)}), more than a 64-bit size can hold")
+
+    def _tables(self, encoder_only: bool) -> List[Tuple[str, List[Tuple[str, int]], int]]:
+        """(what, [(field, value), ...], float32 bytes) of the large arrays a model with
+        this config holds, then of them all ("the model"); Python ints, never overflowing."""
+        E, F = self.d_model, self.dim_feedforward
+        enc_layer = 4 * E * E + 2 * E * F + F + 9 * E       # attention, FFN, 2 LayerNorms
+        dec_layer = 8 * E * E + 2 * E * F + F + 15 * E      # 2 attentions, FFN, 3 LayerNorms
+        sides = 1 if encoder_only else 2
+        tables: List[Tuple[str, List[Tuple[str, int]], int]] = [
+            ("the position table", [("max_length", self.max_length), ("d_model", E)], 4 * self.max_length * E),
+            ("the source embedding table", [("src_vocab_size", self.src_vocab_size), ("d_model", E)],
+             4 * self.src_vocab_size * E),
+            ("the token type table", [("type_vocab_size", self.type_vocab_size), ("d_model", E)],
+             4 * self.type_vocab_size * E),
+            ("the encoder layers", [("num_encoder_layers", self.num_encoder_layers), ("d_model", E),
+                                    ("dim_feedforward", F)], 4 * self.num_encoder_layers * enc_layer),
+        ]
+        if not encoder_only:
+            if not self.share_embeddings:
+                tables.append(("the target embedding table", [("tgt_vocab_size", self.tgt_vocab_size),
+                                                              ("d_model", E)], 4 * self.tgt_vocab_size * E))
+            if not self.tie_output:
+                tables.append(("the output projection", [("tgt_vocab_size", self.tgt_vocab_size), ("d_model", E)],
+                               4 * self.tgt_vocab_size * E))
+            tables.append(("the decoder layers", [("num_decoder_layers", self.num_decoder_layers), ("d_model", E),
+                                                  ("dim_feedforward", F)], 4 * self.num_decoder_layers * dec_layer))
+        total = sum(n for _, _, n in tables) + 4 * (sides - 1) * self.max_length * E  # a position table per side
+        fields = ("d_model", "dim_feedforward", "num_encoder_layers", "src_vocab_size", "max_length") + (
+            () if encoder_only else ("num_decoder_layers", "tgt_vocab_size"))
+        tables.append(("the model", [(f, getattr(self, f)) for f in fields], total))
+        return tables
 
     @property
     def resolved_embedding_scale(self) -> float:
@@ -157,3 +206,41 @@ class TransformerConfig:
         d = self.to_dict()
         d["embedding_scale"] = self.resolved_embedding_scale
         return d
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """repr(value), shortened (a config value can be a 4000-digit int)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        sign, digits = ("-", "a negative") if value < 0 else ("", "an")
+        return f"{digits} int of {value.bit_length()} bits (about {sign}10**{int(value.bit_length() * 0.30103)})"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit // 2]}...{text[-limit // 4:]} ({len(text)} characters)"
+
+
+def _product(factors: List[Tuple[str, int]]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in factors)
+
+
+def _physical_memory() -> Optional[int]:
+    """Bytes of physical memory, or None where the OS does not say."""
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return pages * size if pages > 0 and size > 0 else None
+
+
+def _check_fits_in_memory(config: TransformerConfig, source: str, names: Optional[Mapping[str, str]] = None,
+                          encoder_only: bool = False) -> None:
+    """Refuse, before anything is allocated, a config whose tables need more bytes than
+    this machine has memory: a ValueError naming ``source``, the option(s) and the size.
+    ``names`` maps config fields to the names the source uses (e.g. Hugging Face's)."""
+    memory = _physical_memory()
+    if memory is None:
+        return
+    names = names or {}
+    for what, factors, nbytes in config._tables(encoder_only):
+        if nbytes > memory:
+            shown = [(names.get(f, f), v) for f, v in factors]
+            raise ValueError(f"{source}: {what} would take {nbytes} bytes of float32 ({_product(shown)}), more than "
+                             f"this machine's physical memory ({memory} bytes)")

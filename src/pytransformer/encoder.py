@@ -9,7 +9,7 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence
 import numpy as np
 
 from . import _core
-from .config import TransformerConfig
+from .config import TransformerConfig, _check_fits_in_memory
 from .model import _ids, _lengths
 from .weights import check_weights, expected_encoder_weight_shapes
 
@@ -43,9 +43,16 @@ class Pooling:
     def from_sentence_transformers(cls, config: Mapping[str, Any]) -> "Pooling":
         """From a ``1_Pooling/config.json`` mapping: the old form (``pooling_mode_*``
         booleans) or the current one (``"pooling_mode": "mean"`` or a list)."""
+        if not isinstance(config, Mapping):
+            raise ValueError(f"the pooling config must be a mapping (a JSON object), got {type(config).__name__}")
         if "pooling_mode" in config:  # sentence-transformers >= 5: modes in the order given
             modes = config["pooling_mode"]
-            modes = [_ALIASES.get(m, m) for m in ([modes] if isinstance(modes, str) else list(modes))]
+            if isinstance(modes, str):
+                modes = [modes]
+            if not isinstance(modes, (list, tuple)) or not all(isinstance(m, str) for m in modes):
+                raise ValueError(f"'pooling_mode' in the pooling config must be a mode name or a list of them, "
+                                 f"got {modes!r}")
+            modes = [_ALIASES.get(m, m) for m in modes]
             unknown = [m for m in modes if m not in _POOLING_MODES]
             if unknown:
                 raise ValueError(f"unsupported pooling mode(s) {unknown} in the pooling config "
@@ -53,6 +60,10 @@ class Pooling:
             return cls(modes or ("mean",))
         old_names = {"cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens",
                      "mean": "pooling_mode_mean_tokens", "mean_sqrt_len": "pooling_mode_mean_sqrt_len_tokens"}
+        flags = [k for k, v in config.items() if isinstance(k, str) and k.startswith("pooling_mode_")
+                 and v is not None and not isinstance(v, bool)]
+        if flags:
+            raise ValueError(f"{flags[0]!r} in the pooling config must be true or false, got {config[flags[0]]!r}")
         modes = [m for m in _POOLING_MODES if config.get(old_names[m])]
         unsupported = [k for k, v in config.items()
                        if k.startswith("pooling_mode_") and v and k not in old_names.values()]
@@ -97,6 +108,10 @@ class EncoderModel:
                  pooling: Optional[Pooling] = None, normalize: bool = True, max_seq_length: Optional[int] = None):
         if not isinstance(config, TransformerConfig):
             raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}")
+        if max_seq_length is not None and (isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int)
+                                           or max_seq_length < 1):
+            raise ValueError(f"max_seq_length must be None or an int >= 1, got {max_seq_length!r}")
+        _check_fits_in_memory(config, "EncoderModel", encoder_only=True)  # before walking or copying weights
         checked = check_weights(config, weights, expected_encoder_weight_shapes(config))
         self._config = config
         self._model = _core.EncoderOnlyModel(config._core_dict(), checked)

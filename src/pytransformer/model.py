@@ -11,8 +11,8 @@ from typing import Any, Iterator, List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from . import _core
-from .config import TransformerConfig
-from .weights import WeightsError, check_weights, convert_torch_state_dict
+from .config import TransformerConfig, _check_fits_in_memory
+from .weights import check_weights, convert_torch_state_dict
 
 __all__ = ["Transformer", "GenerationResult"]
 
@@ -121,6 +121,7 @@ class Transformer:
     def __init__(self, config: TransformerConfig, weights: Mapping[str, Any]):
         if not isinstance(config, TransformerConfig):
             raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}")
+        _check_fits_in_memory(config, "Transformer")  # before the weights are walked or copied
         checked = check_weights(config, weights)
         self._config = config
         self._model = _core.TransformerModel(config._core_dict(), checked)
@@ -428,25 +429,27 @@ class Transformer:
 
     @classmethod
     def load(cls, path: PathLike) -> "Transformer":
-        """Load a file written by :meth:`save`. Never executes code from the file."""
-        from safetensors import safe_open
+        """Load a file written by :meth:`save`. Never executes code from the file.
+
+        The whole file is validated first (a truncated or corrupt file is a ValueError
+        naming it); float16 and bfloat16 tensors are widened to float32 exactly."""
+        from .weights import _SafetensorsFile
 
         path = os.fspath(path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"no such model file: {path!r}")
+        f = _SafetensorsFile(path)
+        metadata = f.metadata
+        if metadata.get("format") != _FORMAT or "config" not in metadata:
+            raise ValueError(f"{path!r} is a safetensors file but not a pytransformer model "
+                             "(no pytransformer config in its metadata)")
         try:
-            with safe_open(path, framework="numpy") as f:
-                metadata = f.metadata() or {}
-                if metadata.get("format") != _FORMAT or "config" not in metadata:
-                    raise ValueError(f"{path!r} is a safetensors file but not a pytransformer model "
-                                     "(no pytransformer config in its metadata)")
-                config = TransformerConfig.from_json(metadata["config"])
-                weights = {name: f.get_tensor(name) for name in f.keys()}
-                extra = {k: v for k, v in metadata.items() if k not in ("format", "config")}
-        except (ValueError, WeightsError):
-            raise
-        except Exception as e:  # safetensors' own errors: truncated or corrupt files
-            raise ValueError(f"cannot read {path!r} as a safetensors model file: {e}") from None
+            config = TransformerConfig.from_json(metadata["config"])
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{path!r}: bad pytransformer config in the file's metadata: {e}") from e
+        _check_fits_in_memory(config, repr(path))  # before reading (or the C++ side allocating) anything
+        weights = f.tensors()
+        extra = {k: v for k, v in metadata.items() if k not in ("format", "config")}
         model = cls(config, weights)
         model.metadata = extra
         return model

@@ -23,10 +23,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .config import TransformerConfig
+from .config import _INT32_MAX, TransformerConfig, _check_fits_in_memory, _short
 from .encoder import EncoderModel, Pooling
 from .model import Transformer
-from .weights import WeightsError, _to_numpy
+from .weights import WeightsError, _to_numpy, read_safetensors
 
 __all__ = ["from_pretrained"]
 
@@ -42,31 +42,104 @@ def from_pretrained(path: "os.PathLike[str] | str"):
     cfg_path = os.path.join(path, "config.json")
     if not os.path.isfile(cfg_path):
         raise FileNotFoundError(f"from_pretrained: no config.json in {path!r}")
-    try:
-        with open(cfg_path, encoding="utf-8") as f:
-            hf = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"from_pretrained: {cfg_path!r} is not valid JSON ({e})") from None
-    if not isinstance(hf, dict):
-        raise ValueError(f"from_pretrained: {cfg_path!r} does not hold a JSON object")
+    hf = _read_json(cfg_path)
     model_type = hf.get("model_type")
     loaders: Dict[str, Callable] = {"bert": _load_bert, "marian": _load_marian}
-    if model_type not in loaders:
+    if not isinstance(model_type, str) or model_type not in loaders:
         raise ValueError(f"from_pretrained: model_type {model_type!r} is not supported (supported: "
                          f"{sorted(loaders)})")
-    return loaders[model_type](path, hf)
+    return loaders[model_type](path, _Config(hf, cfg_path))
 
 
 # -- shared helpers ----------------------------------------------------------------
 
 
-def _require(hf: dict, key: str, kind=int):
-    if key not in hf:
-        raise ValueError(f"from_pretrained: config.json has no {key!r}")
-    value = hf[key]
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ValueError(f"from_pretrained: config.json {key!r} must be an int, got {value!r}")
+def _read_json(file: str, kind: type = dict) -> Any:
+    """The JSON value of ``file``, which must be a ``kind`` (dict: an object, list: an array)."""
+    try:
+        with open(file, "rb") as f:
+            text = f.read().decode("utf-8")
+        value = json.loads(text)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"from_pretrained: {file!r} is not valid JSON (not UTF-8 text: {e})") from e
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, ints of too many digits, deep nesting
+        raise ValueError(f"from_pretrained: {file!r} is not valid JSON ({e})") from e
+    if not isinstance(value, kind):
+        want = {dict: "a JSON object", list: "a JSON array"}[kind]
+        raise ValueError(f"from_pretrained: {file!r} does not hold {want} (it holds a JSON "
+                         f"{_json_type(value)})")
     return value
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
+            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+_MISSING = object()
+
+
+class _Config:
+    """A JSON object read from ``file``, with typed getters whose errors name the file
+    and the key (``ValueError``), never a TypeError or ZeroDivisionError later on."""
+
+    def __init__(self, data: dict, file: str):
+        self.data, self.file = data, file
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def error(self, key: str, problem: str) -> ValueError:
+        return ValueError(f"from_pretrained: {self.file!r}: {key!r} {problem}")
+
+    def integer(self, key: str, minimum: int = 1, default: Any = _MISSING, maximum: float = _INT32_MAX,
+                bound: str = "") -> int:
+        """An int in [minimum, maximum] (``bound`` says where the maximum comes from); a
+        missing key (or null) takes ``default``, or is an error when there is none."""
+        value = self.data.get(key)
+        if value is None:
+            if default is _MISSING:
+                raise ValueError(f"from_pretrained: {self.file!r} has no {key!r}" +
+                                 (" (it is null)" if key in self.data else ""))
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(key, f"must be an int, got {_short(value)} (a JSON {_json_type(value)})")
+        if value < minimum:
+            raise self.error(key, f"must be >= {minimum}, got {_short(value)}")
+        if value > maximum:
+            raise self.error(key, f"must be <= {maximum}{bound or ' (sizes and ids are 32-bit ints)'}, got "
+                                  f"{_short(value)}")
+        return value
+
+    def number(self, key: str, default: float, minimum: float = -math.inf) -> float:
+        """A finite number (int or float, not a bool) >= minimum that float32 holds."""
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.error(key, f"must be a number, got {_short(value)} (a JSON {_json_type(value)})")
+        if isinstance(value, int) and abs(value) > 3.4028234663852886e38:
+            raise self.error(key, f"must be finite in float32, got {_short(value)}")
+        value = float(value)
+        if not math.isfinite(value) or abs(value) > 3.4028234663852886e38 or value < minimum:
+            raise self.error(key, f"must be a finite number >= {minimum} (in float32), got {value!r}")
+        return value
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, got {_short(value)} (a JSON {_json_type(value)})")
+        return value
+
+    def string(self, key: str, default: str) -> str:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise self.error(key, f"must be a string, got {_short(value)} (a JSON {_json_type(value)})")
+        return value
 
 
 def _unsupported(what: str, value: Any) -> ValueError:
@@ -81,12 +154,7 @@ def load_state_dict(path: str) -> Dict[str, np.ndarray]:
     if os.path.isfile(single):
         return _read_safetensors(single)
     if os.path.isfile(index):
-        with open(index, encoding="utf-8") as f:
-            shards = sorted(set(json.load(f).get("weight_map", {}).values()))
-        out: Dict[str, np.ndarray] = {}
-        for shard in shards:
-            out.update(_read_safetensors(os.path.join(path, shard)))
-        return out
+        return _read_shards(path, index)
     binary = os.path.join(path, "pytorch_model.bin")
     if os.path.isfile(binary):
         try:
@@ -102,13 +170,77 @@ def load_state_dict(path: str) -> Dict[str, np.ndarray]:
     raise FileNotFoundError(f"from_pretrained: no model.safetensors (or pytorch_model.bin) in {path!r}")
 
 
-def _read_safetensors(file: str) -> Dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
+def _read_shards(path: str, index: str) -> Dict[str, np.ndarray]:
+    """The tensors of the shards ``model.safetensors.index.json`` lists; each tensor
+    it names must be in its shard, and no tensor may be in two shards."""
+    data = _read_json(index)
+    weight_map = data.get("weight_map")
+    if not isinstance(weight_map, dict):
+        missing = "" if "weight_map" in data else " (it is missing)"
+        raise ValueError(f"from_pretrained: {index!r}: 'weight_map' must be a JSON object mapping tensor names to "
+                         f"shard files, got {_short(weight_map)}{missing}")
+    if not weight_map:
+        raise ValueError(f"from_pretrained: {index!r}: 'weight_map' is empty (no shard files listed)")
+    for name, shard in weight_map.items():
+        if not isinstance(shard, str):
+            raise ValueError(f"from_pretrained: {index!r}: the shard of {name!r} in 'weight_map' must be a file name "
+                             f"(a string), got {_short(shard)}")
+    out: Dict[str, np.ndarray] = {}
+    origin: Dict[str, str] = {}
+    for shard in sorted(set(weight_map.values())):
+        file = _inside(path, shard, index, "shard")
+        if not os.path.isfile(file):
+            raise FileNotFoundError(f"from_pretrained: {index!r} lists the shard {shard!r}, but {file!r} is not a "
+                                    "file")
+        tensors = _read_safetensors(file)
+        for name in tensors:
+            if name in origin:
+                raise ValueError(f"from_pretrained: tensor {name!r} is in two shards, {origin[name]!r} and {shard!r}")
+            origin[name] = shard
+        out.update(tensors)
+    misplaced = sorted(name for name, shard in weight_map.items() if origin.get(name) != shard)
+    if misplaced:
+        name = misplaced[0]
+        where = f"it is in {origin[name]!r}" if name in origin else "no shard has it"
+        raise ValueError(f"from_pretrained: {index!r} puts tensor {name!r} in {weight_map[name]!r}, but {where}" +
+                         (f" ({len(misplaced)} such tensors)" if len(misplaced) > 1 else ""))
+    return out
 
+
+def _inside(folder: str, name: str, listed_in: str, what: str) -> str:
+    """``folder/name`` for a relative file name listed in ``listed_in``, refusing names
+    that leave the folder: absolute paths, ``..`` components, symbolic links to files
+    outside it (except the blob store of a Hugging Face cache snapshot, whose files are
+    links into ``../../blobs``)."""
+    def refuse(why: str) -> ValueError:
+        return ValueError(f"from_pretrained: {listed_in!r} lists the {what} {name!r}, which {why}; refusing to read "
+                          "outside the model folder")
+
+    if not name or "\x00" in name:
+        raise refuse("is not a file name")
+    if os.path.isabs(name) or name.startswith(("/", "\\")) or os.path.splitdrive(name)[0]:
+        raise refuse("is an absolute path")
+    if ".." in name.replace("\\", "/").split("/"):
+        raise refuse("has a '..' component")
+    full = os.path.join(folder, name)
+    root, real = os.path.realpath(folder), os.path.realpath(full)
+    if _within(real, root):
+        return full
+    snapshots = os.path.dirname(root)
+    if os.path.basename(snapshots) == "snapshots" and _within(real, os.path.join(os.path.dirname(snapshots), "blobs")):
+        return full
+    raise refuse(f"resolves to {real!r}, outside the model folder {root!r}")
+
+
+def _within(path: str, folder: str) -> bool:
     try:
-        return load_file(file)
-    except Exception as e:  # safetensors' own errors: corrupt or truncated files
-        raise ValueError(f"from_pretrained: cannot read {file!r} as safetensors: {e}") from None
+        return os.path.commonpath([path, folder]) == folder
+    except ValueError:  # different drives
+        return False
+
+
+def _read_safetensors(file: str) -> Dict[str, np.ndarray]:
+    return read_safetensors(file, "from_pretrained: ")
 
 
 def _strip_prefix(state: Dict[str, np.ndarray], prefixes: Tuple[str, ...]) -> Dict[str, np.ndarray]:
@@ -139,10 +271,20 @@ def _leftovers(state: Dict[str, np.ndarray], used: set, ignorable: Tuple[str, ..
 # -- BERT --------------------------------------------------------------------------
 
 
-def _load_bert(path: str, hf: dict) -> EncoderModel:
-    E = _require(hf, "hidden_size")
-    H = _require(hf, "num_attention_heads")
-    act = hf.get("hidden_act", "gelu")
+# config.json's names for the fields of TransformerConfig, in the messages about sizes
+_BERT_NAMES = {"d_model": "hidden_size", "nhead": "num_attention_heads", "num_encoder_layers": "num_hidden_layers",
+               "dim_feedforward": "intermediate_size", "src_vocab_size": "vocab_size",
+               "max_length": "max_position_embeddings", "type_vocab_size": "type_vocab_size"}
+_MARIAN_NAMES = {"d_model": "d_model", "nhead": "encoder_attention_heads", "num_encoder_layers": "encoder_layers",
+                 "num_decoder_layers": "decoder_layers", "dim_feedforward": "encoder_ffn_dim",
+                 "src_vocab_size": "vocab_size", "tgt_vocab_size": "decoder_vocab_size",
+                 "max_length": "max_position_embeddings"}
+
+
+def _load_bert(path: str, hf: _Config) -> EncoderModel:
+    E = hf.integer("hidden_size")
+    H = hf.integer("num_attention_heads")
+    act = hf.string("hidden_act", "gelu")
     if act not in _ACTIVATIONS:
         raise _unsupported("hidden_act", act)
     if hf.get("position_embedding_type", "absolute") != "absolute":
@@ -150,19 +292,21 @@ def _load_bert(path: str, hf: dict) -> EncoderModel:
     if hf.get("is_decoder") or hf.get("add_cross_attention"):
         raise _unsupported("decoder BERT (is_decoder / add_cross_attention)", True)
     if E % H:
-        raise ValueError(f"from_pretrained: num_attention_heads ({H}) does not divide hidden_size ({E})")
-    vocab = _require(hf, "vocab_size")
+        raise ValueError(f"from_pretrained: {hf.file!r}: num_attention_heads ({H}) does not divide hidden_size ({E})")
+    vocab = hf.integer("vocab_size")
     config = TransformerConfig(
-        d_model=E, nhead=H, num_encoder_layers=_require(hf, "num_hidden_layers"), num_decoder_layers=0,
-        dim_feedforward=_require(hf, "intermediate_size"), activation=_ACTIVATIONS[act], norm_first=False,
-        layer_norm_eps=float(hf.get("layer_norm_eps", 1e-12)), final_norm=False, embedding_scale=1.0,
-        positional="learned", type_vocab_size=int(hf.get("type_vocab_size", 2)), embedding_norm=True,
+        d_model=E, nhead=H, num_encoder_layers=hf.integer("num_hidden_layers"), num_decoder_layers=0,
+        dim_feedforward=hf.integer("intermediate_size"), activation=_ACTIVATIONS[act], norm_first=False,
+        layer_norm_eps=hf.number("layer_norm_eps", 1e-12, minimum=0.0), final_norm=False, embedding_scale=1.0,
+        positional="learned", type_vocab_size=hf.integer("type_vocab_size", 0, default=2), embedding_norm=True,
         src_vocab_size=vocab, tgt_vocab_size=max(vocab, 3), share_embeddings=False, tie_output=True,
-        output_bias=False, max_length=_require(hf, "max_position_embeddings"), pad_id=0, bos_id=1, eos_id=2)
+        output_bias=False, max_length=hf.integer("max_position_embeddings"), pad_id=0, bos_id=1, eos_id=2)
+    _check_fits_in_memory(config, f"from_pretrained: {hf.file!r}", _BERT_NAMES, encoder_only=True)
+    # The sentence-transformers files are read (and checked) before the weights.
+    tokenizer, pooling, normalize, max_seq = _sentence_transformers_parts(path, config.max_length)
     state = _strip_prefix(load_state_dict(path), ("bert.",))
     origin: Dict[str, str] = {}
     weights = _bert_weights(state, config, origin)
-    tokenizer, pooling, normalize, max_seq = _sentence_transformers_parts(path)
     return _build(EncoderModel, config, weights, origin, tokenizer=tokenizer, pooling=pooling, normalize=normalize,
                   max_seq_length=max_seq)
 
@@ -234,7 +378,7 @@ def _bert_weights(state: Dict[str, np.ndarray], c: TransformerConfig, origin: Di
     return w
 
 
-def _sentence_transformers_parts(path: str):
+def _sentence_transformers_parts(path: str, max_position_embeddings: int):
     """(tokenizer or None, Pooling, normalize, max_seq_length) of a model folder."""
     tokenizer = None
     tok_file = os.path.join(path, "tokenizer.json")
@@ -244,27 +388,42 @@ def _sentence_transformers_parts(path: str):
         except ImportError:
             tokenizer = _MissingTokenizer(tok_file)
         else:
-            tokenizer = Tokenizer.from_file(tok_file)
+            try:
+                tokenizer = Tokenizer.from_file(tok_file)
+            except Exception as e:  # tokenizers' own error type: invalid JSON or an unknown layout
+                raise ValueError(f"from_pretrained: cannot read {tok_file!r} with tokenizers ({e})") from e
     pooling, normalize, max_seq = Pooling(("mean",)), True, None
     modules_file = os.path.join(path, "modules.json")
     if os.path.isfile(modules_file):
-        with open(modules_file, encoding="utf-8") as f:
-            modules = json.load(f)
+        modules = _read_json(modules_file, list)
+        for i, m in enumerate(modules):
+            if not isinstance(m, dict):
+                raise ValueError(f"from_pretrained: {modules_file!r}: entry {i} must be a JSON object, got "
+                                 f"{_short(m)}")
+            for key in ("type", "path"):
+                if not isinstance(m.get(key, ""), str):
+                    raise ValueError(f"from_pretrained: {modules_file!r}: {key!r} of entry {i} must be a string, got "
+                                     f"{_short(m[key])}")
         types = [m.get("type", "") for m in modules]
         normalize = any(t.endswith("Normalize") for t in types)
-        for m in modules:
-            if m.get("type", "").endswith("Pooling"):
-                pool_file = os.path.join(path, m.get("path", ""), "config.json")
-                if os.path.isfile(pool_file):
-                    with open(pool_file, encoding="utf-8") as f:
-                        pooling = Pooling.from_sentence_transformers(json.load(f))
         other = [t for t in types if not t.endswith(("Transformer", "Pooling", "Normalize"))]
         if other:
             raise _unsupported("sentence-transformers module(s)", other)
+        for m in modules:
+            if m.get("type", "").endswith("Pooling"):
+                pool_file = _inside(path, os.path.join(m.get("path", ""), "config.json"), modules_file,
+                                    "pooling config")
+                if os.path.isfile(pool_file):
+                    pool_config = _read_json(pool_file)
+                    try:
+                        pooling = Pooling.from_sentence_transformers(pool_config)
+                    except (ValueError, TypeError) as e:
+                        raise ValueError(f"from_pretrained: {pool_file!r}: {e}") from e
     st_file = os.path.join(path, "sentence_bert_config.json")
     if os.path.isfile(st_file):
-        with open(st_file, encoding="utf-8") as f:
-            max_seq = json.load(f).get("max_seq_length")
+        st = _Config(_read_json(st_file), st_file)
+        max_seq = st.integer("max_seq_length", 1, default=None, maximum=max_position_embeddings,
+                             bound=" (max_position_embeddings in config.json: the model has no more positions)")
     return tokenizer, pooling, normalize, max_seq
 
 
@@ -281,41 +440,53 @@ class _MissingTokenizer:
 # -- Marian ------------------------------------------------------------------------
 
 
-def _load_marian(path: str, hf: dict) -> Transformer:
-    E = _require(hf, "d_model")
-    heads = _require(hf, "encoder_attention_heads")
-    if hf.get("decoder_attention_heads", heads) != heads:
+def _load_marian(path: str, hf: _Config) -> Transformer:
+    E = hf.integer("d_model")
+    heads = hf.integer("encoder_attention_heads")
+    if hf.integer("decoder_attention_heads", default=heads) != heads:
         raise _unsupported("different encoder/decoder head counts", (heads, hf.get("decoder_attention_heads")))
-    ffn = _require(hf, "encoder_ffn_dim")
-    if hf.get("decoder_ffn_dim", ffn) != ffn:
+    if E % heads:
+        raise ValueError(f"from_pretrained: {hf.file!r}: encoder_attention_heads ({heads}) does not divide d_model "
+                         f"({E})")
+    ffn = hf.integer("encoder_ffn_dim")
+    if hf.integer("decoder_ffn_dim", default=ffn) != ffn:
         raise _unsupported("different encoder/decoder FFN sizes", (ffn, hf.get("decoder_ffn_dim")))
-    act = hf.get("activation_function", "gelu")
+    act = hf.string("activation_function", "gelu")
     if act not in _ACTIVATIONS:
         raise _unsupported("activation_function", act)
-    if hf.get("normalize_before", False) or hf.get("add_final_layer_norm", False):
+    if hf.flag("normalize_before", False) or hf.flag("add_final_layer_norm", False):
         raise _unsupported("pre-LN Marian (normalize_before / add_final_layer_norm)", True)
-    vocab = _require(hf, "vocab_size")
-    shared = bool(hf.get("share_encoder_decoder_embeddings", True))
-    tgt_vocab = vocab if shared else int(hf.get("decoder_vocab_size") or vocab)
-    eos = hf.get("eos_token_id", 0)
-    if isinstance(eos, list):
-        if len(eos) != 1:
-            raise _unsupported("several eos_token_id", eos)
-        eos = eos[0]
-    pad = hf.get("pad_token_id", 58100)
-    start = hf.get("decoder_start_token_id", pad)
+    vocab = hf.integer("vocab_size")
+    shared = hf.flag("share_encoder_decoder_embeddings", True)
+    tgt_vocab = vocab if shared else hf.integer("decoder_vocab_size", default=vocab)
+    if isinstance(hf.get("eos_token_id"), list):
+        eos_list = hf.get("eos_token_id")
+        if len(eos_list) != 1:
+            raise _unsupported("several eos_token_id", eos_list)
+        eos = _Config({"eos_token_id": eos_list[0]}, hf.file).integer("eos_token_id", 0)
+    else:
+        eos = hf.integer("eos_token_id", 0, default=0)
+    pad = hf.integer("pad_token_id", 0, default=58100)
+    start = hf.integer("decoder_start_token_id", 0, default=pad)
+    for key, value in (("eos_token_id", eos), ("pad_token_id", pad), ("decoder_start_token_id", start)):
+        if value >= tgt_vocab:
+            raise hf.error(key, f"({value}) must be < the target vocabulary size ({tgt_vocab})")
+    scale = hf.flag("scale_embedding", False)
     config = TransformerConfig(
-        d_model=E, nhead=heads, num_encoder_layers=_require(hf, "encoder_layers"),
-        num_decoder_layers=_require(hf, "decoder_layers"), dim_feedforward=ffn, activation=_ACTIVATIONS[act],
+        d_model=E, nhead=heads, num_encoder_layers=hf.integer("encoder_layers"),
+        num_decoder_layers=hf.integer("decoder_layers"), dim_feedforward=ffn, activation=_ACTIVATIONS[act],
         norm_first=False, layer_norm_eps=1e-5, final_norm=False,
-        embedding_scale=math.sqrt(E) if hf.get("scale_embedding", False) else 1.0,
+        embedding_scale=math.sqrt(E) if scale else 1.0,
         positional="sinusoidal_concat", src_vocab_size=vocab, tgt_vocab_size=tgt_vocab, share_embeddings=shared,
-        tie_output=bool(hf.get("tie_word_embeddings", True)), output_bias=True,
-        max_length=_require(hf, "max_position_embeddings"), pad_id=pad, bos_id=start, eos_id=eos)
+        tie_output=hf.flag("tie_word_embeddings", True), output_bias=True,
+        max_length=hf.integer("max_position_embeddings"), pad_id=pad, bos_id=start, eos_id=eos)
+    names = dict(_MARIAN_NAMES, tgt_vocab_size="vocab_size" if shared else "decoder_vocab_size")
+    _check_fits_in_memory(config, f"from_pretrained: {hf.file!r}", names)
+    generation_defaults = _marian_generation_defaults(path, hf, config)  # checked before reading the weights
     state = _strip_prefix(load_state_dict(path), ())
     origin: Dict[str, str] = {}
     model = _build(Transformer, config, _marian_weights(state, config, origin), origin)
-    model.generation_defaults = _marian_generation_defaults(path, hf, config)
+    model.generation_defaults = generation_defaults
     return model
 
 
@@ -376,24 +547,50 @@ def _marian_weights(state: Dict[str, np.ndarray], c: TransformerConfig, origin: 
     return w
 
 
-def _marian_generation_defaults(path: str, hf: dict, c: TransformerConfig) -> dict:
-    """Options for Transformer.generate that reproduce Hugging Face's defaults."""
-    gen = dict(hf)
+def _marian_generation_defaults(path: str, hf: _Config, c: TransformerConfig) -> dict:
+    """Options for Transformer.generate that reproduce Hugging Face's defaults
+    (generation_config.json over config.json)."""
+    sources = [hf]
     gen_file = os.path.join(path, "generation_config.json")
     if os.path.isfile(gen_file):
-        with open(gen_file, encoding="utf-8") as f:
-            gen.update(json.load(f))
+        sources.append(_Config(_read_json(gen_file), gen_file))
+    gen = {}  # key -> the _Config it comes from (the last file that sets it)
+    for source in sources:
+        gen.update({k: source for k in source.data})
+
+    def get(key: str):
+        return gen[key].get(key) if key in gen else None
+
     out: Dict[str, Any] = {}
-    if gen.get("num_beams"):
-        out["beam_size"] = int(gen["num_beams"])
-    if gen.get("max_length"):  # counts the decoder start token
-        out["max_length"] = max(1, min(int(gen["max_length"]) - 1, c.max_length))
-    if gen.get("length_penalty") is not None:
-        out["length_penalty"] = float(gen["length_penalty"])
-    bad = gen.get("bad_words_ids") or []
-    single = sorted({b[0] for b in bad if isinstance(b, list) and len(b) == 1})
-    if single:
-        out["suppress_tokens"] = single
-    if gen.get("forced_eos_token_id") is not None:
+    if get("num_beams") is not None:
+        out["beam_size"] = gen["num_beams"].integer("num_beams", 1)
+    if get("max_length") is not None:  # counts the decoder start token
+        out["max_length"] = max(1, min(gen["max_length"].integer("max_length", 1, maximum=math.inf) - 1,
+                                       c.max_length))
+    if get("length_penalty") is not None:
+        out["length_penalty"] = gen["length_penalty"].number("length_penalty", 1.0)
+    bad = get("bad_words_ids")
+    if bad is not None:
+        source = gen["bad_words_ids"]
+        if not isinstance(bad, list) or not all(isinstance(b, list) for b in bad):
+            raise source.error("bad_words_ids", f"must be a list of lists of token ids, got {_short(bad)}")
+        for b in bad:
+            for t in b:
+                if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < c.tgt_vocab_size:
+                    raise source.error("bad_words_ids", f"holds {_short(t)}, not a token id in [0, "
+                                                        f"{c.tgt_vocab_size})")
+        single = sorted({b[0] for b in bad if len(b) == 1})
+        if single:
+            out["suppress_tokens"] = single
+    forced = get("forced_eos_token_id")
+    if forced is not None:
+        source = gen["forced_eos_token_id"]
+        if isinstance(forced, list) and len(forced) == 1:
+            forced = forced[0]
+        if isinstance(forced, bool) or not isinstance(forced, int):
+            raise source.error("forced_eos_token_id", f"must be a token id, got {_short(forced)}")
+        if forced != c.eos_id:
+            raise _unsupported(f"forced_eos_token_id in {source.file!r} other than eos_token_id ({c.eos_id})",
+                               forced)
         out["forced_eos"] = True
     return out
