@@ -247,3 +247,17 @@ def test_constructors_refuse_configs_beyond_memory():
     layers = small_config(num_encoder_layers=2**31 - 1)
     with pytest.raises(ValueError, match="num_encoder_layers"):
         pt.Transformer(layers, {})
+
+
+def test_decode_accepts_big_endian_and_strided_memory(model, src):
+    """The README's input rule: any byte order and layout is accepted (copied)."""
+    tgt = np.array([[1, 4, 5], [1, 6, 7]])
+    memory = model.encode(src)
+    ref = model.decode(tgt, memory)
+    be = memory.astype(">f4")
+    assert np.array_equal(model.decode(tgt, be), ref)
+    wide = np.zeros(memory.shape[:2] + (2 * memory.shape[2],), np.float32)
+    wide[..., ::2] = memory
+    assert np.array_equal(model.decode(tgt, wide[..., ::2]), ref)
+    with pytest.raises(TypeError, match="float32"):
+        model.decode(tgt, memory.astype(np.float64))

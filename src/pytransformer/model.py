@@ -181,7 +181,7 @@ class Transformer:
         ids = _ids(tgt_ids, "tgt_ids", c.tgt_vocab_size, c.max_length)
         if not isinstance(memory, np.ndarray):
             raise TypeError(f"memory must be the float32 array returned by encode, got {type(memory).__name__}")
-        if memory.dtype != np.float32:
+        if memory.dtype.kind != "f" or memory.dtype.itemsize != 4:  # any byte order (copied if swapped)
             raise TypeError(f"memory must have dtype float32, got {memory.dtype}")
         if memory.ndim != 3 or memory.shape[0] != ids.shape[0] or memory.shape[2] != c.d_model:
             raise ValueError(f"memory must have shape [{ids.shape[0]}, S, {c.d_model}] (batch of tgt_ids, "
