@@ -72,6 +72,13 @@ int64_t get_size(const py::dict& d, const char* key, int64_t lo) {
   return option_value(v, (std::string("config '") + key + "'").c_str(), lo, 2147483647);
 }
 
+float option_finite(const py::dict& d, const char* key) {
+  const double v = get<double>(d, key);
+  const float f = static_cast<float>(v);
+  if (!std::isfinite(f)) throw py::value_error(std::string(key) + " must be finite in float32");
+  return f;
+}
+
 float get_finite(const py::dict& d, const char* key) {
   const double v = get<double>(d, key);
   const float f = static_cast<float>(v);
@@ -185,7 +192,7 @@ class PyTransformer {
     g.max_length = option_int(o, "max_length", 1, kInt32Max);
     g.min_length = option_int(o, "min_length", 0, kInt32Max);
     g.beam_size = option_int(o, "beam_size", 1, kInt32Max);
-    g.length_penalty = get_finite(o, "length_penalty");
+    g.length_penalty = option_finite(o, "length_penalty");
     g.num_hypotheses = option_int(o, "num_hypotheses", 1, kInt32Max);
     g.sampling_topk = option_int(o, "sampling_topk", 0, std::numeric_limits<int64_t>::max());
     g.sampling_topp = get<double>(o, "sampling_topp");
@@ -279,6 +286,7 @@ class PyTransformer {
     if (S > c.max_length) throw py::value_error("source length exceeds max_length");
     check_ids(ids, c.src_vocab_size, "src_ids");
     auto lengths = lengths_array(lengths_obj, B, S);
+    check_output_size("encode", "the feed-forward workspace", {B, S, c.dim_feedforward});
     py::array_t<float> memory = new_float_array({B, S, c.d_model});
     {
       SigintScope watch;
@@ -300,6 +308,7 @@ class PyTransformer {
                 "[" + std::to_string(B) + ", S, " + std::to_string(c.d_model) + "]");
     auto lengths = lengths_array(lengths_obj, B, S);
     check_output_size("decode", "the logits", {B, T, c.tgt_vocab_size});
+    check_output_size("decode", "the feed-forward workspace", {B, std::max(T, S), c.dim_feedforward});
     check_output_size("decode", "the attention", {return_attention ? B : 0, T, S});
     py::array_t<float> logits = new_float_array({B, T, c.tgt_vocab_size});
     py::array_t<float> attention = new_float_array({return_attention ? B : 0, T, S});
@@ -341,6 +350,7 @@ class PyEncoderModel {
         throw py::value_error("token_type_ids must have the shape of input_ids");
       check_ids(*types, std::max<int64_t>(cfg_.type_vocab_size, 1), "token_type_ids");
     }
+    check_output_size("encode", "the feed-forward workspace", {B, S, cfg_.dim_feedforward});
     py::array_t<float> out = new_float_array({B, S, cfg_.d_model});
     {
       SigintScope watch;

@@ -217,7 +217,7 @@ py::array_t<float> positional_encoding(py::handle length_obj, py::handle d_obj) 
   {
     SigintScope watch(watch_sigint(length * d_model));
     py::gil_scoped_release release;
-    kernels::positional_encoding(out.mutable_data(), length, d_model);
+    if (length > 0 && d_model > 0) kernels::positional_encoding(out.mutable_data(), length, d_model);
   }
   return out;
 }

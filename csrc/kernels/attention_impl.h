@@ -31,7 +31,7 @@ static AttnScratch& attn_scratch() {
 
 // s[r][:Bk] = scale * (q_r . kt[:, :Bk]) + kmask[:Bk] for R query rows q (row
 // stride ldq); kt has row stride ldk. scale * dot is one fused op with the mask
-// (exactly scale * dot where the mask is 0, -inf where it is -inf).
+// (exactly scale * dot where the mask is 0), and -inf where the mask is -inf.
 template <int R>
 static void attn_scores(const float* q, int64_t ldq, const float* kt, int64_t ldk, int64_t D, float scale,
                         const float* kmask, float* s) {
@@ -50,7 +50,11 @@ static void attn_scores(const float* q, int64_t ldq, const float* kt, int64_t ld
   const typename V::F vs = V::set1(scale);
   for (int v = 0; v < kAttnKV; ++v) {
     const typename V::F mv = V::load(kmask + v * V::W);
-    for (int r = 0; r < R; ++r) V::store(s + r * kAttnBk + v * V::W, V::fmadd(acc[r][v], vs, mv));
+    // A masked key scores -inf whatever the dot product is (NaN or inf in a masked key
+    // or in the query must not leak through NaN + -inf).
+    const typename V::Mask masked = V::lt(mv, V::zero());
+    for (int r = 0; r < R; ++r)
+      V::store(s + r * kAttnBk + v * V::W, V::select(masked, mv, V::fmadd(acc[r][v], vs, mv)));
   }
 }
 

@@ -24,9 +24,6 @@ static inline int threads_for(int64_t work, int64_t min_work_per_thread) {
 // Chunks per thread of a parallel_for: enough that a preempted or late thread
 // costs little (the others take its chunks), few enough to keep chunks large.
 constexpr int64_t kChunksPerThread = 4;
-// A single-threaded parallel_for still runs in this many chunks when it can, so that
-// a cancellation (Ctrl-C) is seen between them.
-constexpr int64_t kSerialChunks = 8;
 
 template <class F>
 static void parallel_range_thunk(void* ctx, int64_t begin, int64_t end) {
@@ -40,7 +37,8 @@ template <class F>
 static inline void parallel_for(int64_t n, int nthreads, F&& f) {
   if (n <= 0) return;
   using Fn = std::remove_reference_t<F>;
-  const int64_t chunks = nthreads <= 1 ? std::min<int64_t>(n, kSerialChunks) : int64_t{nthreads} * kChunksPerThread;
+  // One thread: one chunk (the loop as written; a cancellation is seen after it).
+  const int64_t chunks = nthreads <= 1 ? 1 : int64_t{nthreads} * kChunksPerThread;
   parallel_chunks(n, chunks, nthreads, &parallel_range_thunk<Fn>, const_cast<void*>(static_cast<const void*>(&f)));
 }
 

@@ -199,6 +199,8 @@ class TransformerConfig:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ValueError(f"TransformerConfig.from_json: not valid JSON ({e})") from None
+        except RecursionError:
+            raise ValueError("TransformerConfig.from_json: the JSON is nested too deeply") from None
         return cls.from_dict(data)
 
     def _core_dict(self) -> dict:
