@@ -1846,3 +1846,17 @@ def test_known_bug_nonfinite_at_masked_values():
     v = np.array([[[[2.0], [np.nan]]]], F32)
     out = pt.ops.attention(q, k, v, key_padding_mask=np.array([[False, True]]))
     np.testing.assert_array_equal(out, np.full((1, 1, 1, 1), 2.0, F32))
+
+
+def test_visible_keys_scoring_minus_inf_give_nan_like_the_reference():
+    """Regression (found by this suite in CI): a row whose only visible keys score -inf
+    is exp(-inf - -inf) = NaN in the reference (and torch), not the zeros of a row that
+    sees no key; a -inf among finite scores is just a zero weight."""
+    q = np.ones((1, 1, 1, 1), F32)
+    k = np.full((1, 1, 1, 1), -np.inf, F32)
+    v = np.ones((1, 1, 1, 1), F32)
+    assert np.isnan(pt.ops.attention(q, k, v)).all()
+    assert (pt.ops.attention(q, k, v, key_padding_mask=np.array([[True]])) == 0).all()
+    k2 = np.concatenate([k, np.ones((1, 1, 70, 1), F32)], axis=2)
+    np.testing.assert_allclose(pt.ops.attention(q, k2, np.ones((1, 1, 71, 1), F32)), np.ones((1, 1, 1, 1)),
+                               rtol=1e-6)

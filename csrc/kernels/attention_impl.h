@@ -162,9 +162,14 @@ static void attention(Tensor4View q, Tensor4View k, Tensor4View v, float* out, i
         for (int64_t j = 0; j < Lk_pad; ++j) kmask[j] = (j >= Lk || (pad && pad[j])) ? neg_inf : 0.0f;
         packed_bh = bh;
       }
+      // Rows that saw a visible key scoring -inf while nothing scored higher: if that
+      // stays so, the softmax is exp(-inf - -inf) = NaN (as in the reference and torch),
+      // unlike a row that sees no key at all (zeros).
+      bool visible_neg_inf[kAttnBq];
       for (int r = 0; r < nq; ++r) {
         m[r] = neg_inf;
         l[r] = 0.0f;
+        visible_neg_inf[r] = false;
       }
       std::fill(o, o + nq * Dp, 0.0f);
       for (int64_t j0 = 0; j0 < k_end; j0 += kAttnBk) {
@@ -195,7 +200,9 @@ static void attention(Tensor4View q, Tensor4View k, Tensor4View v, float* out, i
             // x86 max drops NaN lanes: a row of NaN scores (a NaN query) looks empty.
             bool nan = false;
             for (int c = 0; c < kAttnBk; ++c) nan |= srow[c] != srow[c];
-            if (!nan) {  // nothing visible yet: this block adds nothing
+            if (!nan) {  // nothing visible with a finite score yet: this block adds nothing
+              for (int64_t c = 0; c < first_hidden && !visible_neg_inf[r]; ++c)
+                visible_neg_inf[r] = kmask[j0 + c] == 0.0f;
               std::fill(srow, srow + kAttnBk, 0.0f);
               continue;
             }
@@ -226,7 +233,8 @@ static void attention(Tensor4View q, Tensor4View k, Tensor4View v, float* out, i
       }
       float* op = out + b * out_bs + h * out_hs + i0 * out_rs;
       for (int r = 0; r < nq; ++r) {
-        const Vec::F inv = Vec::set1(l[r] > 0.0f ? 1.0f / l[r] : 0.0f);
+        const float nan = __builtin_nanf("");
+        const Vec::F inv = Vec::set1(m[r] == neg_inf && visible_neg_inf[r] ? nan : l[r] > 0.0f ? 1.0f / l[r] : 0.0f);
         for (int64_t d = 0; d < Dv; d += Vec::W) {
           const int cnt = static_cast<int>(std::min<int64_t>(Vec::W, Dv - d));
           Vec::store_n(op + r * out_rs + d, Vec::mul(Vec::load(o + r * Dp + d), inv), cnt);
