@@ -177,16 +177,12 @@ THREADS_CODE = "import pytransformer as pt; print(pt.get_num_threads(), pt.runti
 
 
 def test_env_num_threads_sets_default():
-    if not pt.runtime_info()["multithreaded"]:
-        pytest.skip("single-threaded build")
     for value, expected in [("1", 1), ("3", 3)]:
         out = run_python(THREADS_CODE, PYTRANSFORMER_NUM_THREADS=value)[0].split()
         assert out == [str(expected)] * 2, value
 
 
 def test_omp_num_threads_is_the_fallback():
-    if not pt.runtime_info()["multithreaded"]:
-        pytest.skip("single-threaded build")
     assert run_python(THREADS_CODE, OMP_NUM_THREADS="3")[0].split() == ["3", "3"]
     # PYTRANSFORMER_NUM_THREADS wins over OMP_NUM_THREADS.
     assert run_python(THREADS_CODE, OMP_NUM_THREADS="3", PYTRANSFORMER_NUM_THREADS="1")[0].split() == ["1", "1"]
@@ -202,8 +198,6 @@ def test_default_threads_is_physical_cores():
 
 
 def test_set_get_num_threads_round_trip(restore_threads):
-    if not pt.runtime_info()["multithreaded"]:
-        pytest.skip("single-threaded build")
     import numpy as np
 
     for n in [1, 2, 3, 7, np.int64(4)]:
