@@ -7,8 +7,8 @@
 # makes the tests import the copy), and runs the kernel, model, generation, error and
 # fuzz tests with the gcc sanitizer runtimes preloaded into Python. Any sanitizer
 # report fails the script: the runtimes abort on the first one, and as a second guard
-# the reports (written to files, so subprocesses of the tests are covered too) and the
-# test output are searched for "AddressSanitizer" and "runtime error:".
+# the reports (ASan's are written to files, so subprocesses of the tests are covered
+# too) and the test output are searched for "AddressSanitizer" and "runtime error:".
 #
 # Run it inside a virtualenv that has numpy, safetensors, pytest and hypothesis (what
 # `pip install ".[test]"` brings); pybind11, cmake, ninja and pytest-xdist are
@@ -158,7 +158,11 @@ tests=(tests/test_kernels_*.py tests/test_model.py tests/test_generate.py tests/
 for t in tests/test_loading_hostile.py tests/test_pretrained_errors.py; do
   [[ -e "$t" ]] && tests+=("$t")
 done
-pytest_args=(-x -q -p no:cacheprovider --durations=25)
+# --capture=sys: pytest captures Python's sys.stdout/sys.stderr only, so what the
+# runtimes write to fd 2 reaches the log at once. With the default fd capture, the
+# report of a test process that the runtime kills is lost with the process. (gcc's
+# UBSan, linked with ASan, writes its reports to stderr whatever log_path says.)
+pytest_args=(-x -q -p no:cacheprovider --durations=25 --capture=sys)
 [[ "$workers" -le 1 ]] || pytest_args+=(-n "$workers")
 if [[ -n "${PT_ASAN_NO_TORCH:-}" ]]; then
   # A conftest-free way to make "import torch" fail inside the test process: a shim

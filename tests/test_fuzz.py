@@ -38,6 +38,7 @@ import pickle
 import select
 import shutil
 import signal
+import sys
 import tempfile
 import time
 import warnings
@@ -90,7 +91,8 @@ def fuzz(n):
 def _watchdog():
     """A test function that runs past PT_FUZZ_TEST_TIMEOUT is a hang: dump every
     thread's traceback and end the process (rather than block CI)."""
-    faulthandler.dump_traceback_later(TEST_TIMEOUT, exit=True)
+    # To the process's real stderr: under pytest's sys capture sys.stderr has no fileno.
+    faulthandler.dump_traceback_later(TEST_TIMEOUT, exit=True, file=sys.__stderr__)
     try:
         yield
     finally:

@@ -872,6 +872,27 @@ def tiny():
     return model, src, model.encode(src)
 
 
+def _misaligned(a):
+    buf = np.zeros(a.nbytes + 1, dtype=np.uint8)
+    out = np.frombuffer(buf.data, dtype=a.dtype, count=a.size, offset=1).reshape(a.shape)
+    out[...] = a
+    assert not out.flags.aligned
+    return out
+
+
+def test_misaligned_inputs_give_the_aligned_result(tiny):
+    # int32 ids, int32 lengths and float32 memory at an odd byte offset are copied into
+    # aligned arrays before the C++ reads them (UBSan reports a misaligned load otherwise).
+    model, src, memory = tiny
+    src32 = src.astype(np.int32)
+    lengths = np.array([5, 3], np.int32)
+    np.testing.assert_array_equal(model.encode(_misaligned(src32), _misaligned(lengths)),
+                                  model.encode(src32, lengths))
+    tgt = src32[:, :4]
+    want = model.decode(tgt, memory)
+    np.testing.assert_array_equal(model.decode(_misaligned(tgt), _misaligned(memory)), want)
+
+
 I64 = np.int64
 Z = np.zeros((2, 5), I64)  # valid source ids for the tiny model (batch 2, length 5)
 

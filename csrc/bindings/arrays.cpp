@@ -47,7 +47,7 @@ FloatArray float_array(py::handle obj, const char* fn, const char* name, int ndi
   if (ndim < 0 && arr.ndim() < min_ndim)
     throw py::value_error(std::string(fn) + ": " + name + " must have at least " + std::to_string(min_ndim) +
                           " dimension(s), got shape " + shape_str(arr));
-  FloatArray out = FloatArray::ensure(arr);
+  FloatArray out = ensure_aligned<float>(arr);
   if (!out) raise_copy_failed(arr, fn, name);
   return out;
 }
@@ -68,7 +68,7 @@ std::optional<BoolArray> optional_bool_mask(py::handle obj, const char* fn, cons
     throw py::type_error(std::string(fn) + ": " + name + " must have dtype bool (True = padding), got " +
                          std::string(py::str(arr.dtype())));
   check_shape(arr, fn, name, {rows, cols}, expected);
-  BoolArray out = BoolArray::ensure(arr);
+  BoolArray out = ensure_aligned<bool>(arr);
   if (!out) raise_copy_failed(arr, fn, name);
   return out;
 }

@@ -16,6 +16,29 @@ namespace py = pybind11;
 
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
+// array_t<T, c_style | forcecast>::ensure(obj), and aligned too: pybind11's ensure()
+// asks numpy for a C-contiguous array only, so a view at an odd byte offset (e.g.
+// np.frombuffer(buf, offset=1)) would reach the kernels as a misaligned T* (undefined
+// behaviour, found by UBSan). numpy copies such an array into an aligned one here.
+// A null result (conversion failed; the Python error is cleared, as ensure() does).
+template <typename T>
+py::array_t<T, py::array::c_style | py::array::forcecast> ensure_aligned(py::handle obj) {
+  using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
+  if (!obj.ptr()) return Array();
+  auto& api = py::detail::npy_api::get();
+  PyObject* r = api.PyArray_FromAny_(obj.ptr(), py::dtype::of<T>().release().ptr(), 0, 0,
+                                     py::detail::npy_api::NPY_ARRAY_ENSUREARRAY_ |
+                                         py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |
+                                         py::detail::npy_api::NPY_ARRAY_ALIGNED_ |
+                                         py::detail::npy_api::NPY_ARRAY_FORCECAST_,
+                                     nullptr);
+  if (!r) {
+    PyErr_Clear();
+    return Array();
+  }
+  return py::reinterpret_steal<Array>(r);
+}
+
 // "(2, 3, 4)"
 std::string shape_str(const py::array& a);
 

@@ -135,7 +135,7 @@ model::TransformerConfig config_from_dict(const py::dict& d) {
 }
 
 IntArray int_array(py::handle obj, const char* name, int ndim) {
-  auto a = IntArray::ensure(obj);
+  auto a = ensure_aligned<int32_t>(obj);
   if (!a) throw py::type_error(std::string(name) + " must be an int32 array");
   if (a.ndim() != ndim)
     throw py::value_error(std::string(name) + " must have " + std::to_string(ndim) + " dimensions, got shape " +
