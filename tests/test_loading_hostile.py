@@ -368,7 +368,8 @@ def test_marian_generation_config_good_values(marian):
     _write(os.path.join(marian[0], "generation_config.json"),
            json.dumps({"num_beams": 3, "max_length": 10 ** 30, "length_penalty": 2, "bad_words_ids": [[39], [5, 6]],
                        "forced_eos_token_id": [0]}))
-    model = pt.from_pretrained(marian[0])
+    with pytest.warns(UserWarning, match=r"bad_words_ids of several tokens \[\[5, 6\]\]"):
+        model = pt.from_pretrained(marian[0])
     assert model.generation_defaults == {"beam_size": 3, "max_length": 64, "length_penalty": 2.0,
                                          "suppress_tokens": [39], "forced_eos": True}
 

@@ -208,6 +208,10 @@ class PyTransformer {
       g.suppress_tokens.push_back(static_cast<int32_t>(v));
     }
     g.forced_eos = get<bool>(o, "forced_eos");
+    g.forced_bos = o.contains("forced_bos") && !o["forced_bos"].is_none()
+                       ? static_cast<int32_t>(option_int(o, "forced_bos", 0, model_->config().tgt_vocab_size - 1))
+                       : -1;
+    g.early_stopping = o.contains("early_stopping") && get<bool>(o, "early_stopping");
     return g;
   }
 

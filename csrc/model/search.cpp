@@ -180,9 +180,11 @@ class SamplingRun {
         s.out.push_back(next);
       } else {
         const int32_t blocked = s.generated < o_.min_length ? eos_ : -1;
+        // Hugging Face's order: a forced EOS at max_length overrides a forced first token.
         const bool force_eos = o_.forced_eos && s.generated + 1 == o_.max_length;
-        next = chooser_.choose(logits + r * V, blocked, force_eos ? eos_ : -1, s.rng);
-        if (need_logp && !force_eos) s.log_prob += logp_[static_cast<size_t>(r * V + next)];
+        const int32_t forced = force_eos ? eos_ : (s.generated == 0 && o_.forced_bos >= 0 ? o_.forced_bos : -1);
+        next = chooser_.choose(logits + r * V, blocked, forced, s.rng);
+        if (need_logp && forced < 0) s.log_prob += logp_[static_cast<size_t>(r * V + next)];
         ++s.generated;
         if (next == eos_)
           s.done = true;
@@ -327,6 +329,11 @@ std::vector<std::vector<Hypothesis>> beam_search(const Transformer& model, const
         for (int64_t i = 0; i < K; ++i) lp[i * V + eos] = kNegInf;
       for (int32_t t : o.suppress_tokens)
         for (int64_t i = 0; i < K; ++i) lp[i * V + t] = kNegInf;
+      if (o.forced_bos >= 0 && s.generated == 0)
+        for (int64_t i = 0; i < K; ++i) {
+          std::fill(lp + i * V, lp + (i + 1) * V, kNegInf);
+          lp[i * V + o.forced_bos] = 0.0f;
+        }
       if (o.forced_eos && s.generated + 1 == o.max_length)
         for (int64_t i = 0; i < K; ++i) {
           std::fill(lp + i * V, lp + (i + 1) * V, kNegInf);
@@ -434,7 +441,7 @@ std::vector<std::vector<Hypothesis>> beam_search(const Transformer& model, const
         worst = std::min(worst, slots[static_cast<size_t>(s0 + i)].score);
       }
       const float best_possible = scores[static_cast<size_t>(s0)] / length_normalizer(s.generated, o.length_penalty);
-      if (all_filled && !(best_possible > worst)) s.improvable = false;
+      if (all_filled && (o.early_stopping || !(best_possible > worst))) s.improvable = false;
       bool all_hit = true;
       for (int64_t j = 0; j < n; ++j) all_hit &= hit[static_cast<size_t>(j)] != 0;
       s.done = !s.improvable || all_hit;
@@ -495,13 +502,15 @@ void check_options(const Transformer& model, const GenerationOptions& o, int64_t
   }
   if (prefix > c.max_length || o.max_length > c.max_length - prefix)
     throw std::invalid_argument("start tokens + max_length exceed the model's max_length");
+  if (o.forced_bos >= V) throw std::invalid_argument("forced_bos is outside the vocabulary");
   // Every step must have a token it may generate.
-  const bool forced_only = o.forced_eos && o.max_length == 1;  // the one step is forced EOS
+  const bool forced_only = (o.forced_eos || o.forced_bos >= 0) && o.max_length == 1;  // the one step is forced
+  const bool first_forced = o.forced_bos >= 0 || (o.forced_eos && o.max_length == 1);
   if (blocked == V && !forced_only)
     throw std::invalid_argument("every token id of the vocabulary (" + std::to_string(V) +
                                 ") is in suppress_tokens: nothing can be generated");
   const bool eos_free = !suppressed[static_cast<size_t>(c.eos_id)];
-  const bool need_non_eos = o.min_length >= 2 || (o.min_length == 1 && !forced_only);
+  const bool need_non_eos = o.min_length >= 2 || (o.min_length == 1 && !first_forced);
   if (need_non_eos && blocked + (eos_free ? 1 : 0) == V)
     throw std::invalid_argument("min_length=" + std::to_string(o.min_length) +
                                 " forbids end-of-sequence, but every other token is in suppress_tokens: nothing "

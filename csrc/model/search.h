@@ -25,6 +25,8 @@ struct GenerationOptions {
   bool return_scores = true;
   std::vector<int32_t> suppress_tokens;  // never generated (their log-probability is -inf)
   bool forced_eos = false;  // the max_length-th token must be EOS, with log-probability 0 (HF's forced_eos_token_id)
+  int32_t forced_bos = -1;  // >= 0: the first generated token is this id, log-probability 0 (HF's forced_bos_token_id)
+  bool early_stopping = false;  // beam search: a source stops once it has beam_size finished hypotheses
 };
 
 struct Hypothesis {

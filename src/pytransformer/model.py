@@ -193,7 +193,8 @@ class Transformer:
 
     def _generation_options(self, max_length, min_length, beam_size, length_penalty, num_hypotheses,
                             sampling_topk, sampling_topp, sampling_temperature, seed, return_scores,
-                            suppress_tokens=None, forced_eos=False) -> dict:
+                            suppress_tokens=None, forced_eos=False, forced_bos=None,
+                            early_stopping=False) -> dict:
         c = self._config
         max_length = _int_option("max_length", max_length, 1, c.max_length, " (the model's max_length)")
         min_length = _int_option("min_length", min_length, 0)
@@ -222,6 +223,11 @@ class Transformer:
             raise TypeError(f"return_scores must be a bool, got {type(return_scores).__name__}")
         if not isinstance(forced_eos, bool):
             raise TypeError(f"forced_eos must be a bool, got {type(forced_eos).__name__}")
+        if not isinstance(early_stopping, bool):
+            raise TypeError(f"early_stopping must be a bool, got {type(early_stopping).__name__}")
+        if forced_bos is not None:
+            forced_bos = _int_option("forced_bos", forced_bos, 0, c.tgt_vocab_size - 1,
+                                     " (the target vocabulary size - 1)")
         suppress = []
         if suppress_tokens is not None:
             if isinstance(suppress_tokens, (str, bytes)) or not hasattr(suppress_tokens, "__iter__"):
@@ -233,11 +239,12 @@ class Transformer:
                     raise ValueError(f"suppress_tokens contains {t}, not a valid target id "
                                      f"(vocabulary size {self._config.tgt_vocab_size})")
                 suppress.append(int(t))
-        self._check_generable(set(suppress), min_length, max_length, forced_eos)
+        self._check_generable(set(suppress), min_length, max_length, forced_eos, forced_bos is not None)
         return dict(max_length=max_length, min_length=min_length, beam_size=beam_size,
                     length_penalty=length_penalty, num_hypotheses=num_hypotheses, sampling_topk=sampling_topk,
                     sampling_topp=sampling_topp, sampling_temperature=sampling_temperature, seed=seed,
-                    return_scores=return_scores, suppress_tokens=suppress, forced_eos=forced_eos)
+                    return_scores=return_scores, suppress_tokens=suppress, forced_eos=forced_eos,
+                    forced_bos=forced_bos, early_stopping=early_stopping)
 
     def _default_max_length(self, start_tokens: Any, one_source: bool = False) -> int:
         """256, or what the model's positions leave after the longest start tokens."""
@@ -250,15 +257,17 @@ class Transformer:
             pass  # _start_tokens reports malformed start tokens
         return max(1, min(256, self._config.max_length - longest))
 
-    def _check_generable(self, suppressed: set, min_length: int, max_length: int, forced_eos: bool) -> None:
+    def _check_generable(self, suppressed: set, min_length: int, max_length: int, forced_eos: bool,
+                         forced_bos: bool = False) -> None:
         """ValueError when some step could generate no token at all."""
         c = self._config
-        forced_only = forced_eos and max_length == 1  # the only step is a forced end-of-sequence
+        forced_only = (forced_eos or forced_bos) and max_length == 1  # the only step is forced
+        first_forced = forced_bos or forced_only
         if len(suppressed) >= c.tgt_vocab_size and not forced_only:
             raise ValueError(f"suppress_tokens holds every id of the target vocabulary ({c.tgt_vocab_size}): "
                              "nothing can be generated")
         others = c.tgt_vocab_size - len(suppressed - {c.eos_id}) - 1  # ids that are neither EOS nor suppressed
-        if others == 0 and (min_length >= 2 or (min_length == 1 and not forced_only)):
+        if others == 0 and (min_length >= 2 or (min_length == 1 and not first_forced)):
             raise ValueError(f"min_length={min_length} forbids end-of-sequence (eos_id {c.eos_id}) at the first "
                              "step, but every other token is in suppress_tokens: nothing can be generated")
 
@@ -298,7 +307,8 @@ class Transformer:
                  sampling_topk: int = 1, sampling_topp: float = 1.0, sampling_temperature: float = 1.0,
                  seed: Optional[int] = None, start_tokens: Any = None, return_scores: bool = True,
                  suppress_tokens: Optional[Sequence[int]] = None,
-                 forced_eos: bool = False) -> List[GenerationResult]:
+                 forced_eos: bool = False, forced_bos: Optional[int] = None,
+                 early_stopping: bool = False) -> List[GenerationResult]:
         """Generate target sequences for a batch of sources (the whole loop runs in C++).
 
         Every target starts with ``bos_id``; generation stops at ``eos_id`` or after
@@ -339,6 +349,14 @@ class Transformer:
                 Marian model: HF's ``bad_words_ids`` of single tokens).
             forced_eos: the ``max_length``-th generated token is always ``eos_id``, with
                 log-probability 0 (HF's ``forced_eos_token_id``).
+            forced_bos: None, or a target id that is always the first generated token,
+                with log-probability 0 (HF's ``forced_bos_token_id``: the target-language
+                token of mBART-50, M2M100 and NLLB). Unlike ``start_tokens`` it counts as
+                a generated token (in ``max_length`` and the length penalty) and is
+                returned in ``sequences``. ``forced_eos`` wins when both apply.
+            early_stopping: beam search only: a source stops as soon as it has
+                ``beam_size`` finished hypotheses (HF's ``early_stopping=True``), instead
+                of when no running beam can beat the worst of them.
 
         Models from :func:`pytransformer.from_pretrained` carry their checkpoint's
         generation defaults in ``model.generation_defaults``:
@@ -354,7 +372,7 @@ class Transformer:
             max_length = self._default_max_length(start_tokens)
         opts = self._generation_options(max_length, min_length, beam_size, length_penalty, num_hypotheses,
                                         sampling_topk, sampling_topp, sampling_temperature, seed, return_scores,
-                                        suppress_tokens, forced_eos)
+                                        suppress_tokens, forced_eos, forced_bos, early_stopping)
         start = self._start_tokens(start_tokens, ids.shape[0], opts["max_length"])
         raw = self._model.generate(ids, lengths, start, opts)
         results = []
@@ -370,7 +388,8 @@ class Transformer:
     def generate_tokens(self, src_ids: Any, *, max_length: Optional[int] = None, min_length: int = 0,
                         sampling_topk: int = 1, sampling_topp: float = 1.0, sampling_temperature: float = 1.0,
                         seed: Optional[int] = None, start_tokens: Any = None,
-                        suppress_tokens: Optional[Sequence[int]] = None, forced_eos: bool = False) -> Iterator[int]:
+                        suppress_tokens: Optional[Sequence[int]] = None, forced_eos: bool = False,
+                        forced_bos: Optional[int] = None) -> Iterator[int]:
         """Generate for one source, yielding each new token id as soon as it exists.
 
         For streaming UIs: greedy search (default) or sampling, with the options of
@@ -389,7 +408,7 @@ class Transformer:
         if max_length is None:
             max_length = self._default_max_length(start_tokens, one_source=True)
         opts = self._generation_options(max_length, min_length, 1, 1.0, 1, sampling_topk, sampling_topp,
-                                        sampling_temperature, seed, False, suppress_tokens, forced_eos)
+                                        sampling_temperature, seed, False, suppress_tokens, forced_eos, forced_bos)
         start = self._start_tokens(None if start_tokens is None else [start_tokens], 1, opts["max_length"])
         stream = self._model.stream(ids, start, opts)
         lock = threading.Lock()
