@@ -83,7 +83,9 @@ const float* DecoderState::advance(const int32_t* tokens) {
   float* ctx = ctx_.data();
   model_.target_embeddings().forward(kt_, tokens, nullptr, R, 1, t, x);
 
-  auto self_attention = [&](size_t l, const SelfAttentionWeights& a, const float* in) {
+  // The new position's q, k, v [R, 3E]; k, v appended to the cache; ctx [R, E] =
+  // attention over positions 0..t of each row.
+  auto self_attention = [&](size_t l, const SelfAttentionWeights& a, const float* in, float* ctx) {
     a.qkv.forward(kt_, in, R, qkv);
     float* kc = self_k_[l].data();
     float* vc = self_v_[l].data();
@@ -98,7 +100,8 @@ const float* DecoderState::advance(const int32_t* tokens) {
     const Tensor4View v{vc, T_max_ * E_, D_, E_};
     kt_.attention(q, k, v, ctx, E_, D_, E_, R, H_, 1, t + 1, D_, D_, nullptr, false, 0, scale);
   };
-  auto cross_attention = [&](size_t l, const CrossAttentionWeights& a, const float* in) {
+  // ctx [R, E] = attention over the source's projected memory (K, V cached at construction).
+  auto cross_attention = [&](size_t l, const CrossAttentionWeights& a, const float* in, float* ctx) {
     a.q.forward(kt_, in, R, qkv);
     const Tensor4View q{qkv, K * E_, D_, E_};
     const Tensor4View k{cross_k_[l].data(), E_ * S_pad_, D_ * S_pad_, S_pad_, true};
@@ -108,32 +111,12 @@ const float* DecoderState::advance(const int32_t* tokens) {
   };
 
   const auto& layers = model_.decoder_layers();
+  const LayerSpec spec = layer_spec(c);
   for (size_t l = 0; l < layers.size(); ++l) {
     const DecoderLayerWeights& L = layers[l];
-    if (!c.norm_first) {
-      self_attention(l, L.self_attn, x);
-      L.self_attn.out.forward(kt_, ctx, R, tt);
-      L.norm1.forward(kt_, x, tt, x, R);
-      cross_attention(l, L.cross_attn, x);
-      L.cross_attn.out.forward(kt_, ctx, R, tt);
-      L.norm2.forward(kt_, x, tt, x, R);
-      L.ffn.linear1.forward(kt_, x, R, hidden_.data(), c.activation);
-      L.ffn.linear2.forward(kt_, hidden_.data(), R, tt);
-      L.norm3.forward(kt_, x, tt, x, R);
-    } else {
-      L.norm1.forward(kt_, x, nullptr, tt, R);
-      self_attention(l, L.self_attn, tt);
-      L.self_attn.out.forward(kt_, ctx, R, tt, Activation::kNone, x);
-      std::swap(x, tt);
-      L.norm2.forward(kt_, x, nullptr, tt, R);
-      cross_attention(l, L.cross_attn, tt);
-      L.cross_attn.out.forward(kt_, ctx, R, tt, Activation::kNone, x);
-      std::swap(x, tt);
-      L.norm3.forward(kt_, x, nullptr, tt, R);
-      L.ffn.linear1.forward(kt_, tt, R, hidden_.data(), c.activation);
-      L.ffn.linear2.forward(kt_, hidden_.data(), R, tt, Activation::kNone, x);
-      std::swap(x, tt);
-    }
+    decoder_layer(kt_, spec, L, R, x, tt, ctx, hidden_.data(),
+                  [&](const float* in, float* out) { self_attention(l, L.self_attn, in, out); },
+                  [&](const float* in, float* out) { cross_attention(l, L.cross_attn, in, out); });
   }
   if (c.final_norm) {
     model_.decoder_norm().forward(kt_, x, nullptr, tt, R);

@@ -125,31 +125,18 @@ void Encoder::encode(const int32_t* ids, const int32_t* type_ids, int64_t B, int
   float* t = ws.t.data();
   embeddings_.forward(kt_, ids, type_ids, B, S, 0, x);
 
-  auto self_attention = [&](const SelfAttentionWeights& a, const float* in) {
+  // ctx [B,S,E] = attention over the S positions of each source (padding masked) of
+  // in [B*S, E] projected to q, k, v [B*S, 3E].
+  auto self_attention = [&](const SelfAttentionWeights& a, const float* in, float* ctx) {
     a.qkv.forward(kt_, in, M, ws.qkv.data());
     const Tensor4View q{ws.qkv.data(), S * 3 * E, D, 3 * E}, k{ws.qkv.data() + E, S * 3 * E, D, 3 * E},
         v{ws.qkv.data() + 2 * E, S * 3 * E, D, 3 * E};
-    kt_.attention(q, k, v, ws.ctx.data(), S * E, D, E, B, H, S, S, D, D, mp, false, 0, scale);
+    kt_.attention(q, k, v, ctx, S * E, D, E, B, H, S, S, D, D, mp, false, 0, scale);
   };
-  for (const EncoderLayerWeights& l : layers_) {
-    if (!cfg_.norm_first) {
-      self_attention(l.self_attn, x);
-      l.self_attn.out.forward(kt_, ws.ctx.data(), M, t);
-      l.norm1.forward(kt_, x, t, x, M);  // x = LN(x + attn)
-      l.ffn.linear1.forward(kt_, x, M, ws.hidden.data(), cfg_.activation);
-      l.ffn.linear2.forward(kt_, ws.hidden.data(), M, t);
-      l.norm2.forward(kt_, x, t, x, M);  // x = LN(x + ffn)
-    } else {
-      l.norm1.forward(kt_, x, nullptr, t, M);
-      self_attention(l.self_attn, t);
-      l.self_attn.out.forward(kt_, ws.ctx.data(), M, t, Activation::kNone, x);  // t = x + attn
-      std::swap(x, t);
-      l.norm2.forward(kt_, x, nullptr, t, M);
-      l.ffn.linear1.forward(kt_, t, M, ws.hidden.data(), cfg_.activation);
-      l.ffn.linear2.forward(kt_, ws.hidden.data(), M, t, Activation::kNone, x);  // t = x + ffn
-      std::swap(x, t);
-    }
-  }
+  const LayerSpec spec = layer_spec(cfg_);
+  for (const EncoderLayerWeights& l : layers_)
+    encoder_layer(kt_, spec, l, M, x, t, ws.ctx.data(), ws.hidden.data(),
+                  [&](const float* in, float* ctx) { self_attention(l.self_attn, in, ctx); });
   if (cfg_.final_norm)
     final_norm_.forward(kt_, x, nullptr, out, M);
   else

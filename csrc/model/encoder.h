@@ -10,26 +10,12 @@
 
 #include "kernels/kernels.h"
 #include "model/embeddings.h"
+#include "model/layer_stack.h"
 #include "model/layers.h"
 
 namespace pt::model {
 
 struct TransformerConfig;
-
-// Self-attention with the three projections fused: in_proj [3E, E] is one GEMM.
-struct SelfAttentionWeights {
-  Linear qkv, out;
-};
-
-struct FeedForwardWeights {
-  Linear linear1, linear2;
-};
-
-struct EncoderLayerWeights {
-  SelfAttentionWeights self_attn;
-  FeedForwardWeights ffn;
-  LayerNorm norm1, norm2;
-};
 
 using WeightSink = std::function<float*(const std::string& name, const std::vector<int64_t>& shape)>;
 

@@ -155,45 +155,28 @@ void Transformer::decode(const int32_t* tgt_ids, int64_t B, int64_t T, const flo
   tgt_embeddings_.forward(kt_, tgt_ids, nullptr, B, T, 0, x);
   if (attention && decoder_.empty()) std::fill(attention, attention + B * T * S, 0.0f);
 
-  auto self_attention = [&](const SelfAttentionWeights& a, const float* in) {
+  // Masked self-attention over the T target positions: in [B*T, E] -> ctx [B,T,E].
+  auto self_attention = [&](const SelfAttentionWeights& a, const float* in, float* ctx) {
     a.qkv.forward(kt_, in, M, ws.qkv.data());
     const Tensor4View q{ws.qkv.data(), T * 3 * E, D, 3 * E}, k{ws.qkv.data() + E, T * 3 * E, D, 3 * E},
         v{ws.qkv.data() + 2 * E, T * 3 * E, D, 3 * E};
-    kt_.attention(q, k, v, ws.ctx.data(), T * E, D, E, B, H, T, T, D, D, nullptr, true, 0, scale);
+    kt_.attention(q, k, v, ctx, T * E, D, E, B, H, T, T, D, D, nullptr, true, 0, scale);
   };
-  auto cross_attention = [&](const CrossAttentionWeights& a, const float* in, float* probs) {
+  // Attention over the memory [B,S,E] (K, V projected here, kv [B*S, 2E]).
+  auto cross_attention = [&](const CrossAttentionWeights& a, const float* in, float* ctx, float* probs) {
     a.q.forward(kt_, in, M, ws.qkv.data());
     if (S > 0) a.kv.forward(kt_, memory, B * S, kv.data());
     const Tensor4View q{ws.qkv.data(), T * E, D, E}, k{kv.data(), S * 2 * E, D, 2 * E},
         v{kv.data() + E, S * 2 * E, D, 2 * E};
-    kt_.attention(q, k, v, ws.ctx.data(), T * E, D, E, B, H, T, S, D, D, mp, false, 0, scale);
+    kt_.attention(q, k, v, ctx, T * E, D, E, B, H, T, S, D, D, mp, false, 0, scale);
     if (probs) attention_probabilities(ws.qkv.data(), kv.data(), B, T, S, mp, scale, probs);
   };
+  const LayerSpec spec = layer_spec(cfg_);
   for (const DecoderLayerWeights& l : decoder_) {
-    if (!cfg_.norm_first) {
-      self_attention(l.self_attn, x);
-      l.self_attn.out.forward(kt_, ws.ctx.data(), M, t);
-      l.norm1.forward(kt_, x, t, x, M);
-      cross_attention(l.cross_attn, x, &l == &decoder_.back() ? attention : nullptr);
-      l.cross_attn.out.forward(kt_, ws.ctx.data(), M, t);
-      l.norm2.forward(kt_, x, t, x, M);
-      l.ffn.linear1.forward(kt_, x, M, ws.hidden.data(), cfg_.activation);
-      l.ffn.linear2.forward(kt_, ws.hidden.data(), M, t);
-      l.norm3.forward(kt_, x, t, x, M);
-    } else {
-      l.norm1.forward(kt_, x, nullptr, t, M);
-      self_attention(l.self_attn, t);
-      l.self_attn.out.forward(kt_, ws.ctx.data(), M, t, Activation::kNone, x);
-      std::swap(x, t);
-      l.norm2.forward(kt_, x, nullptr, t, M);
-      cross_attention(l.cross_attn, t, &l == &decoder_.back() ? attention : nullptr);
-      l.cross_attn.out.forward(kt_, ws.ctx.data(), M, t, Activation::kNone, x);
-      std::swap(x, t);
-      l.norm3.forward(kt_, x, nullptr, t, M);
-      l.ffn.linear1.forward(kt_, t, M, ws.hidden.data(), cfg_.activation);
-      l.ffn.linear2.forward(kt_, ws.hidden.data(), M, t, Activation::kNone, x);
-      std::swap(x, t);
-    }
+    float* probs = &l == &decoder_.back() ? attention : nullptr;
+    decoder_layer(kt_, spec, l, M, x, t, ws.ctx.data(), ws.hidden.data(),
+                  [&](const float* in, float* ctx) { self_attention(l.self_attn, in, ctx); },
+                  [&](const float* in, float* ctx) { cross_attention(l.cross_attn, in, ctx, probs); });
   }
   if (cfg_.final_norm) {
     decoder_norm_.forward(kt_, x, nullptr, t, M);

@@ -21,6 +21,9 @@
 
 namespace pt::model {
 
+struct TransformerConfig;
+inline LayerSpec layer_spec(const TransformerConfig& c);
+
 struct TransformerConfig {
   int64_t d_model = 512;
   int64_t nhead = 8;
@@ -44,17 +47,7 @@ struct TransformerConfig {
   int64_t pad_id = 0, bos_id = 1, eos_id = 2;
 };
 
-// Encoder-decoder attention: Q from the decoder, K and V (fused) from the memory.
-struct CrossAttentionWeights {
-  Linear q, kv, out;
-};
-
-struct DecoderLayerWeights {
-  SelfAttentionWeights self_attn;
-  CrossAttentionWeights cross_attn;
-  FeedForwardWeights ffn;
-  LayerNorm norm1, norm2, norm3;
-};
+inline LayerSpec layer_spec(const TransformerConfig& c) { return LayerSpec{c.norm_first, c.activation}; }
 
 class Transformer {
  public:
