@@ -995,3 +995,28 @@ def test_memory_with_nan_propagates_without_crashing(tiny):
     logits = model.decode(np.zeros((2, 3), I64), bad)
     assert np.isnan(logits[0]).any()
     assert np.isfinite(logits[1]).all()
+
+
+@pytest.mark.parametrize("changes", [
+    {}, {"norm_first": True}, {"final_norm": False}, {"positional": "learned"}, {"share_embeddings": True},
+    {"tie_output": True, "output_bias": False}, {"embedding_norm": True, "type_vocab_size": 2},
+    {"num_encoder_layers": 0}, {"num_decoder_layers": 0},
+])
+def test_weight_table_is_what_the_model_loads_and_exports(rng, changes):
+    """expected_weight_shapes (the C++ weight table) names exactly what the C++ loader
+    reads and the exporter writes, with the same shapes."""
+    if changes.get("tie_output"):
+        changes = dict(changes, share_embeddings=True)
+    if changes.get("share_embeddings"):
+        changes = dict(changes, src_vocab_size=41)
+    config = small_config(**changes)
+    table = pt.weights.expected_weight_shapes(config)
+    model = pt.Transformer(config, random_weights(config, rng))
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == table
+    # The C++ model checks the weights against the same table on its own.
+    w = {k: np.ascontiguousarray(v, np.float32) for k, v in random_weights(config, rng).items()}
+    name = next(iter(table))
+    with pytest.raises(ValueError, match=f"missing weight '{name}'"):
+        _core.TransformerModel(config._core_dict(), {k: v for k, v in w.items() if k != name})
+    with pytest.raises(ValueError, match="unexpected weight 'extra.weight'"):
+        _core.TransformerModel(config._core_dict(), dict(w, **{"extra.weight": np.ones(3, np.float32)}))

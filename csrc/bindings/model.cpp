@@ -336,6 +336,7 @@ class PyEncoderModel {
   PyEncoderModel(const py::dict& config, const py::dict& weights) : cfg_(config_from_dict(config)) {
     std::vector<FloatArray> keep;
     const model::WeightMap map = weight_map(weights, "EncoderModel", &keep);
+    model::check_weights(map, model::weight_table(cfg_, true));
     SigintScope watch;
     py::gil_scoped_release release;
     encoder_ = std::make_unique<model::Encoder>(kernels::active(), cfg_, map);
@@ -384,6 +385,19 @@ class PyEncoderModel {
 
 void bind_model(py::module_& m) {
   using namespace pybind11::literals;
+  m.def(
+      "_weight_table",
+      [](const py::dict& config, bool encoder_only) {
+        py::dict out;  // insertion-ordered: the table's order
+        for (const auto& [name, shape] : model::weight_table(config_from_dict(config), encoder_only)) {
+          py::tuple t(shape.size());
+          for (size_t i = 0; i < shape.size(); ++i) t[i] = py::int_(shape[i]);
+          out[py::str(name)] = t;
+        }
+        return out;
+      },
+      "config"_a, "encoder_only"_a = false,
+      "Every weight a model with this config (a TransformerConfig._core_dict()) needs: name -> shape.");
   py::class_<model::TokenStream>(m, "TokenStream")
       .def("next", [](model::TokenStream& s) {
         SigintScope watch;

@@ -13,25 +13,21 @@ namespace pt::model {
 using kernels::Activation;
 using kernels::Tensor4View;
 
-SelfAttentionWeights load_self_attention(const kernels::KernelTable& kt, const WeightMap& w, const std::string& p,
-                                         int64_t E) {
+SelfAttentionWeights load_self_attention(const kernels::KernelTable& kt, const WeightMap& w,
+                                         const names::Attention& n, int64_t E) {
   SelfAttentionWeights a;
-  a.qkv = Linear(kt, require_weight(w, p + "in_proj_weight", {3 * E, E}), require_weight(w, p + "in_proj_bias", {3 * E}),
+  a.qkv = Linear(kt, require_weight(w, n.in_proj_weight, {3 * E, E}), require_weight(w, n.in_proj_bias, {3 * E}),
                  3 * E, E);
-  a.out = Linear(kt, require_weight(w, p + "out_proj.weight", {E, E}), require_weight(w, p + "out_proj.bias", {E}), E, E);
+  a.out = load_linear(kt, w, n.out_proj, E, E);
   return a;
 }
 
-FeedForwardWeights load_ffn(const kernels::KernelTable& kt, const WeightMap& w, const std::string& p, int64_t E,
-                            int64_t F) {
-  FeedForwardWeights f;
-  f.linear1 = Linear(kt, require_weight(w, p + "linear1.weight", {F, E}), require_weight(w, p + "linear1.bias", {F}), F, E);
-  f.linear2 = Linear(kt, require_weight(w, p + "linear2.weight", {E, F}), require_weight(w, p + "linear2.bias", {E}), E, F);
-  return f;
+Linear load_linear(const kernels::KernelTable& kt, const WeightMap& w, const names::Pair& n, int64_t out, int64_t in) {
+  return Linear(kt, require_weight(w, n.weight, {out, in}), require_weight(w, n.bias, {out}), out, in);
 }
 
-LayerNorm load_norm(const WeightMap& w, const std::string& p, int64_t E, float eps) {
-  return LayerNorm(require_weight(w, p + "weight", {E}), require_weight(w, p + "bias", {E}), E, eps);
+LayerNorm load_norm(const WeightMap& w, const names::Pair& n, int64_t E, float eps) {
+  return LayerNorm(require_weight(w, n.weight, {E}), require_weight(w, n.bias, {E}), E, eps);
 }
 
 void export_array(const WeightSink& sink, const std::string& name, const std::vector<int64_t>& shape, const float* src) {
@@ -40,15 +36,20 @@ void export_array(const WeightSink& sink, const std::string& name, const std::ve
   std::copy(src, src + n, sink(name, shape));
 }
 
-void export_linear(const kernels::KernelTable& kt, const WeightSink& sink, const std::string& w_name,
-                   const std::string& b_name, const Linear& l) {
-  l.export_weight(kt, sink(w_name, {l.out_features(), l.in_features()}));
-  if (l.has_bias()) export_array(sink, b_name, {l.out_features()}, l.bias());
+void export_linear(const kernels::KernelTable& kt, const WeightSink& sink, const names::Pair& n, const Linear& l) {
+  l.export_weight(kt, sink(n.weight, {l.out_features(), l.in_features()}));
+  if (l.has_bias()) export_array(sink, n.bias, {l.out_features()}, l.bias());
 }
 
-void export_norm(const WeightSink& sink, const std::string& p, const LayerNorm& n) {
-  export_array(sink, p + "weight", {n.size()}, n.weight());
-  export_array(sink, p + "bias", {n.size()}, n.bias());
+void export_self_attention(const kernels::KernelTable& kt, const WeightSink& sink, const names::Attention& n,
+                           const SelfAttentionWeights& a) {
+  export_linear(kt, sink, {n.in_proj_weight, n.in_proj_bias}, a.qkv);
+  export_linear(kt, sink, n.out_proj, a.out);
+}
+
+void export_norm(const WeightSink& sink, const names::Pair& n, const LayerNorm& norm) {
+  export_array(sink, n.weight, {norm.size()}, norm.weight());
+  export_array(sink, n.bias, {norm.size()}, norm.bias());
 }
 
 namespace {
@@ -90,26 +91,26 @@ void check_config_sizes(const TransformerConfig& c) {
 Encoder::Encoder(const kernels::KernelTable& kt, const TransformerConfig& cfg, const WeightMap& w)
     : kt_(kt), cfg_((check_config_sizes(cfg), cfg)) {
   const int64_t E = cfg.d_model, F = cfg.dim_feedforward, V = cfg.src_vocab_size;
-  table_ = copy_aligned(require_weight(w, "src_embed.weight", {V, E}), V * E);
-  const float* learned = cfg.positional == Positional::kLearned
-                             ? require_weight(w, "src_pos_embed.weight", {cfg.max_length, E})
-                             : nullptr;
-  const float* types =
-      cfg.type_vocab_size > 0 ? require_weight(w, "src_type_embed.weight", {cfg.type_vocab_size, E}) : nullptr;
-  const float* nw = cfg.embedding_norm ? require_weight(w, "src_embed_norm.weight", {E}) : nullptr;
-  const float* nb = cfg.embedding_norm ? require_weight(w, "src_embed_norm.bias", {E}) : nullptr;
+  const float eps = cfg.layer_norm_eps;
+  const names::Side n = names::source();
+  table_ = copy_aligned(require_weight(w, n.embed, {V, E}), V * E);
+  const float* learned =
+      cfg.positional == Positional::kLearned ? require_weight(w, n.pos_embed, {cfg.max_length, E}) : nullptr;
+  const float* types = cfg.type_vocab_size > 0 ? require_weight(w, n.type_embed, {cfg.type_vocab_size, E}) : nullptr;
+  const float* nw = cfg.embedding_norm ? require_weight(w, n.embed_norm.weight, {E}) : nullptr;
+  const float* nb = cfg.embedding_norm ? require_weight(w, n.embed_norm.bias, {E}) : nullptr;
   embeddings_ = Embeddings(table_.data(), V, E, cfg.embedding_scale, cfg.positional, cfg.max_length, learned, types,
-                           cfg.type_vocab_size, nw, nb, cfg.layer_norm_eps);
+                           cfg.type_vocab_size, nw, nb, eps);
   for (int64_t i = 0; i < cfg.num_encoder_layers; ++i) {
-    const std::string p = "encoder.layers." + std::to_string(i) + ".";
+    const names::EncoderLayer ln = names::encoder_layer(i);
     EncoderLayerWeights l;
-    l.self_attn = load_self_attention(kt, w, p + "self_attn.", E);
-    l.ffn = load_ffn(kt, w, p, E, F);
-    l.norm1 = load_norm(w, p + "norm1.", E, cfg.layer_norm_eps);
-    l.norm2 = load_norm(w, p + "norm2.", E, cfg.layer_norm_eps);
+    l.self_attn = load_self_attention(kt, w, ln.self_attn, E);
+    l.ffn = {load_linear(kt, w, ln.linear1, F, E), load_linear(kt, w, ln.linear2, E, F)};
+    l.norm1 = load_norm(w, ln.norm1, E, eps);
+    l.norm2 = load_norm(w, ln.norm2, E, eps);
     layers_.push_back(std::move(l));
   }
-  if (cfg.final_norm) final_norm_ = load_norm(w, "encoder.norm.", E, cfg.layer_norm_eps);
+  if (cfg.final_norm) final_norm_ = load_norm(w, n.final_norm, E, eps);
 }
 
 void Encoder::encode(const int32_t* ids, const int32_t* type_ids, int64_t B, int64_t S, const int32_t* lengths,
@@ -145,22 +146,22 @@ void Encoder::encode(const int32_t* ids, const int32_t* type_ids, int64_t B, int
 
 void Encoder::export_weights(const WeightSink& sink) const {
   const int64_t E = cfg_.d_model;
-  export_array(sink, "src_embed.weight", {cfg_.src_vocab_size, E}, table_.data());
+  const names::Side n = names::source();
+  export_array(sink, n.embed, {cfg_.src_vocab_size, E}, table_.data());
   if (cfg_.positional == Positional::kLearned)
-    export_array(sink, "src_pos_embed.weight", {cfg_.max_length, E}, embeddings_.positions());
-  if (embeddings_.types()) export_array(sink, "src_type_embed.weight", {cfg_.type_vocab_size, E}, embeddings_.types());
-  if (embeddings_.has_norm()) export_norm(sink, "src_embed_norm.", embeddings_.norm());
+    export_array(sink, n.pos_embed, {cfg_.max_length, E}, embeddings_.positions());
+  if (embeddings_.types()) export_array(sink, n.type_embed, {cfg_.type_vocab_size, E}, embeddings_.types());
+  if (embeddings_.has_norm()) export_norm(sink, n.embed_norm, embeddings_.norm());
   for (size_t i = 0; i < layers_.size(); ++i) {
-    const std::string p = "encoder.layers." + std::to_string(i) + ".";
+    const names::EncoderLayer ln = names::encoder_layer(static_cast<int64_t>(i));
     const EncoderLayerWeights& l = layers_[i];
-    export_linear(kt_, sink, p + "self_attn.in_proj_weight", p + "self_attn.in_proj_bias", l.self_attn.qkv);
-    export_linear(kt_, sink, p + "self_attn.out_proj.weight", p + "self_attn.out_proj.bias", l.self_attn.out);
-    export_linear(kt_, sink, p + "linear1.weight", p + "linear1.bias", l.ffn.linear1);
-    export_linear(kt_, sink, p + "linear2.weight", p + "linear2.bias", l.ffn.linear2);
-    export_norm(sink, p + "norm1.", l.norm1);
-    export_norm(sink, p + "norm2.", l.norm2);
+    export_self_attention(kt_, sink, ln.self_attn, l.self_attn);
+    export_linear(kt_, sink, ln.linear1, l.ffn.linear1);
+    export_linear(kt_, sink, ln.linear2, l.ffn.linear2);
+    export_norm(sink, ln.norm1, l.norm1);
+    export_norm(sink, ln.norm2, l.norm2);
   }
-  if (cfg_.final_norm) export_norm(sink, "encoder.norm.", final_norm_);
+  if (cfg_.final_norm) export_norm(sink, n.final_norm, final_norm_);
 }
 
 }  // namespace pt::model

@@ -12,6 +12,7 @@
 #include "model/embeddings.h"
 #include "model/layer_stack.h"
 #include "model/layers.h"
+#include "model/weight_table.h"
 
 namespace pt::model {
 
@@ -19,14 +20,15 @@ struct TransformerConfig;
 
 using WeightSink = std::function<float*(const std::string& name, const std::vector<int64_t>& shape)>;
 
-SelfAttentionWeights load_self_attention(const kernels::KernelTable& kt, const WeightMap& w, const std::string& prefix,
-                                         int64_t E);
-FeedForwardWeights load_ffn(const kernels::KernelTable& kt, const WeightMap& w, const std::string& prefix, int64_t E,
-                            int64_t F);
-LayerNorm load_norm(const WeightMap& w, const std::string& prefix, int64_t E, float eps);
-void export_linear(const kernels::KernelTable& kt, const WeightSink& sink, const std::string& w_name,
-                   const std::string& b_name, const Linear& l);
-void export_norm(const WeightSink& sink, const std::string& prefix, const LayerNorm& n);
+// Loaders and exporters of the blocks, under the names of weight_table.h.
+SelfAttentionWeights load_self_attention(const kernels::KernelTable& kt, const WeightMap& w,
+                                         const names::Attention& n, int64_t E);
+Linear load_linear(const kernels::KernelTable& kt, const WeightMap& w, const names::Pair& n, int64_t out, int64_t in);
+LayerNorm load_norm(const WeightMap& w, const names::Pair& n, int64_t E, float eps);
+void export_linear(const kernels::KernelTable& kt, const WeightSink& sink, const names::Pair& n, const Linear& l);
+void export_self_attention(const kernels::KernelTable& kt, const WeightSink& sink, const names::Attention& n,
+                           const SelfAttentionWeights& a);
+void export_norm(const WeightSink& sink, const names::Pair& n, const LayerNorm& norm);
 void export_array(const WeightSink& sink, const std::string& name, const std::vector<int64_t>& shape, const float* src);
 
 // Throws std::invalid_argument unless every size of the config is in range and every

@@ -14,18 +14,19 @@ using kernels::Tensor4View;
 
 namespace {
 
-CrossAttentionWeights load_cross_attention(const kernels::KernelTable& kt, const WeightMap& w, const std::string& p,
-                                           int64_t E) {
-  const float* in_w = require_weight(w, p + "in_proj_weight", {3 * E, E});
-  const float* in_b = require_weight(w, p + "in_proj_bias", {3 * E});
+CrossAttentionWeights load_cross_attention(const kernels::KernelTable& kt, const WeightMap& w,
+                                           const names::Attention& n, int64_t E) {
+  const float* in_w = require_weight(w, n.in_proj_weight, {3 * E, E});
+  const float* in_b = require_weight(w, n.in_proj_bias, {3 * E});
   CrossAttentionWeights a;
   a.q = Linear(kt, in_w, in_b, E, E);
   a.kv = Linear(kt, in_w + E * E, in_b + E, 2 * E, E);
-  a.out = Linear(kt, require_weight(w, p + "out_proj.weight", {E, E}), require_weight(w, p + "out_proj.bias", {E}), E, E);
+  a.out = load_linear(kt, w, n.out_proj, E, E);
   return a;
 }
 
-const TransformerConfig& checked(const TransformerConfig& c) {
+// The config, once its sizes and ids are checked and the weights match its table.
+const TransformerConfig& checked(const TransformerConfig& c, const WeightMap& w) {
   check_config_sizes(c);
   // Generation embeds bos_id and compares with eos_id; both index the target vocabulary.
   for (auto [name, id] : {std::pair<const char*, int64_t>{"bos_id", c.bos_id}, {"eos_id", c.eos_id},
@@ -33,6 +34,7 @@ const TransformerConfig& checked(const TransformerConfig& c) {
     if (id < 0 || id >= c.tgt_vocab_size)
       throw std::invalid_argument(std::string(name) + " = " + std::to_string(id) +
                                   " is outside the target vocabulary [0, " + std::to_string(c.tgt_vocab_size) + ")");
+  check_weights(w, weight_table(c, false));
   return c;
 }
 
@@ -40,68 +42,71 @@ const TransformerConfig& checked(const TransformerConfig& c) {
 }  // namespace
 
 Transformer::Transformer(const TransformerConfig& config, const WeightMap& w)
-    : kt_(kernels::active()), cfg_(checked(config)), encoder_(kt_, cfg_, w) {
+    : kt_(kernels::active()), cfg_(checked(config, w)), encoder_(kt_, cfg_, w) {
   const int64_t E = cfg_.d_model, F = cfg_.dim_feedforward, V = cfg_.tgt_vocab_size;
+  const float eps = cfg_.layer_norm_eps;
+  const names::Side n = names::target();
   const float* table = encoder_.embedding_table();
   if (!cfg_.share_embeddings) {
-    tgt_table_ = copy_aligned(require_weight(w, "tgt_embed.weight", {V, E}), V * E);
+    tgt_table_ = copy_aligned(require_weight(w, n.embed, {V, E}), V * E);
     table = tgt_table_.data();
   }
-  const float* learned = cfg_.positional == Positional::kLearned
-                             ? require_weight(w, "tgt_pos_embed.weight", {cfg_.max_length, E})
-                             : nullptr;
-  const float* nw = cfg_.embedding_norm ? require_weight(w, "tgt_embed_norm.weight", {E}) : nullptr;
-  const float* nb = cfg_.embedding_norm ? require_weight(w, "tgt_embed_norm.bias", {E}) : nullptr;
+  const float* learned =
+      cfg_.positional == Positional::kLearned ? require_weight(w, n.pos_embed, {cfg_.max_length, E}) : nullptr;
+  const float* nw = cfg_.embedding_norm ? require_weight(w, n.embed_norm.weight, {E}) : nullptr;
+  const float* nb = cfg_.embedding_norm ? require_weight(w, n.embed_norm.bias, {E}) : nullptr;
   tgt_embeddings_ = Embeddings(table, V, E, cfg_.embedding_scale, cfg_.positional, cfg_.max_length, learned, nullptr,
-                               0, nw, nb, cfg_.layer_norm_eps);
+                               0, nw, nb, eps);
   for (int64_t i = 0; i < cfg_.num_decoder_layers; ++i) {
-    const std::string p = "decoder.layers." + std::to_string(i) + ".";
+    const names::DecoderLayer ln = names::decoder_layer(i);
     DecoderLayerWeights l;
-    l.self_attn = load_self_attention(kt_, w, p + "self_attn.", E);
-    l.cross_attn = load_cross_attention(kt_, w, p + "multihead_attn.", E);
-    l.ffn = load_ffn(kt_, w, p, E, F);
-    l.norm1 = load_norm(w, p + "norm1.", E, cfg_.layer_norm_eps);
-    l.norm2 = load_norm(w, p + "norm2.", E, cfg_.layer_norm_eps);
-    l.norm3 = load_norm(w, p + "norm3.", E, cfg_.layer_norm_eps);
+    l.self_attn = load_self_attention(kt_, w, ln.self_attn, E);
+    l.cross_attn = load_cross_attention(kt_, w, ln.cross_attn, E);
+    l.ffn = {load_linear(kt_, w, ln.linear1, F, E), load_linear(kt_, w, ln.linear2, E, F)};
+    l.norm1 = load_norm(w, ln.norm1, E, eps);
+    l.norm2 = load_norm(w, ln.norm2, E, eps);
+    l.norm3 = load_norm(w, ln.norm3, E, eps);
     decoder_.push_back(std::move(l));
   }
-  if (cfg_.final_norm) decoder_norm_ = load_norm(w, "decoder.norm.", E, cfg_.layer_norm_eps);
-  const float* gen_w = cfg_.tie_output ? table : require_weight(w, "generator.weight", {V, E});
-  const float* gen_b = cfg_.output_bias ? require_weight(w, "generator.bias", {V}) : nullptr;
+  if (cfg_.final_norm) decoder_norm_ = load_norm(w, n.final_norm, E, eps);
+  const names::Pair gen = names::generator();
+  const float* gen_w = cfg_.tie_output ? table : require_weight(w, gen.weight, {V, E});
+  const float* gen_b = cfg_.output_bias ? require_weight(w, gen.bias, {V}) : nullptr;
   generator_ = Linear(kt_, gen_w, gen_b, V, E);
 }
 
 void Transformer::export_weights(const WeightSink& sink) const {
   const int64_t E = cfg_.d_model, V = cfg_.tgt_vocab_size;
+  const names::Side n = names::target();
   encoder_.export_weights(sink);
-  if (!cfg_.share_embeddings) export_array(sink, "tgt_embed.weight", {V, E}, tgt_table_.data());
+  if (!cfg_.share_embeddings) export_array(sink, n.embed, {V, E}, tgt_table_.data());
   if (cfg_.positional == Positional::kLearned)
-    export_array(sink, "tgt_pos_embed.weight", {cfg_.max_length, E}, tgt_embeddings_.positions());
-  if (tgt_embeddings_.has_norm()) export_norm(sink, "tgt_embed_norm.", tgt_embeddings_.norm());
+    export_array(sink, n.pos_embed, {cfg_.max_length, E}, tgt_embeddings_.positions());
+  if (tgt_embeddings_.has_norm()) export_norm(sink, n.embed_norm, tgt_embeddings_.norm());
   for (size_t i = 0; i < decoder_.size(); ++i) {
-    const std::string p = "decoder.layers." + std::to_string(i) + ".";
+    const names::DecoderLayer ln = names::decoder_layer(static_cast<int64_t>(i));
     const DecoderLayerWeights& l = decoder_[i];
-    export_linear(kt_, sink, p + "self_attn.in_proj_weight", p + "self_attn.in_proj_bias", l.self_attn.qkv);
-    export_linear(kt_, sink, p + "self_attn.out_proj.weight", p + "self_attn.out_proj.bias", l.self_attn.out);
+    export_self_attention(kt_, sink, ln.self_attn, l.self_attn);
     // in_proj of the cross attention = [Wq; Wk; Wv], kept as q and (k, v).
-    float* w = sink(p + "multihead_attn.in_proj_weight", {3 * E, E});
+    float* w = sink(ln.cross_attn.in_proj_weight, {3 * E, E});
     l.cross_attn.q.export_weight(kt_, w);
     l.cross_attn.kv.export_weight(kt_, w + E * E);
-    float* b = sink(p + "multihead_attn.in_proj_bias", {3 * E});
+    float* b = sink(ln.cross_attn.in_proj_bias, {3 * E});
     std::copy(l.cross_attn.q.bias(), l.cross_attn.q.bias() + E, b);
     std::copy(l.cross_attn.kv.bias(), l.cross_attn.kv.bias() + 2 * E, b + E);
-    export_linear(kt_, sink, p + "multihead_attn.out_proj.weight", p + "multihead_attn.out_proj.bias", l.cross_attn.out);
-    export_linear(kt_, sink, p + "linear1.weight", p + "linear1.bias", l.ffn.linear1);
-    export_linear(kt_, sink, p + "linear2.weight", p + "linear2.bias", l.ffn.linear2);
-    export_norm(sink, p + "norm1.", l.norm1);
-    export_norm(sink, p + "norm2.", l.norm2);
-    export_norm(sink, p + "norm3.", l.norm3);
+    export_linear(kt_, sink, ln.cross_attn.out_proj, l.cross_attn.out);
+    export_linear(kt_, sink, ln.linear1, l.ffn.linear1);
+    export_linear(kt_, sink, ln.linear2, l.ffn.linear2);
+    export_norm(sink, ln.norm1, l.norm1);
+    export_norm(sink, ln.norm2, l.norm2);
+    export_norm(sink, ln.norm3, l.norm3);
   }
-  if (cfg_.final_norm) export_norm(sink, "decoder.norm.", decoder_norm_);
+  if (cfg_.final_norm) export_norm(sink, n.final_norm, decoder_norm_);
+  const names::Pair gen = names::generator();
   if (!cfg_.tie_output)
-    export_linear(kt_, sink, "generator.weight", "generator.bias", generator_);
+    export_linear(kt_, sink, gen, generator_);
   else if (cfg_.output_bias)
-    export_array(sink, "generator.bias", {V}, generator_.bias());
+    export_array(sink, gen.bias, {V}, generator_.bias());
 }
 
 void Transformer::encode(const int32_t* src_ids, int64_t B, int64_t S, const int32_t* src_lengths,

@@ -32,28 +32,6 @@ class WeightsError(ValueError):
         super().__init__(f"{len(self.problems)} problem(s) with the weights:\n{lines}" + (f"\n{hint}" if hint else ""))
 
 
-def _attention_shapes(prefix: str, E: int) -> Dict[str, Tuple[int, ...]]:
-    return {
-        prefix + "in_proj_weight": (3 * E, E),
-        prefix + "in_proj_bias": (3 * E,),
-        prefix + "out_proj.weight": (E, E),
-        prefix + "out_proj.bias": (E,),
-    }
-
-
-def _ffn_norm_shapes(prefix: str, E: int, F: int, norms: int) -> Dict[str, Tuple[int, ...]]:
-    shapes = {
-        prefix + "linear1.weight": (F, E),
-        prefix + "linear1.bias": (F,),
-        prefix + "linear2.weight": (E, F),
-        prefix + "linear2.bias": (E,),
-    }
-    for n in range(1, norms + 1):
-        shapes[f"{prefix}norm{n}.weight"] = (E,)
-        shapes[f"{prefix}norm{n}.bias"] = (E,)
-    return shapes
-
-
 def expected_weight_shapes(config: TransformerConfig) -> Dict[str, Tuple[int, ...]]:
     """Every weight a model with this config needs, name -> shape, in a stable order."""
     return _shapes(config, encoder_only=False)
@@ -65,44 +43,11 @@ def expected_encoder_weight_shapes(config: TransformerConfig) -> Dict[str, Tuple
 
 
 def _shapes(config: TransformerConfig, encoder_only: bool) -> Dict[str, Tuple[int, ...]]:
-    E, F = config.d_model, config.dim_feedforward
-    shapes: Dict[str, Tuple[int, ...]] = {"src_embed.weight": (config.src_vocab_size, E)}
-    if config.positional == "learned":
-        shapes["src_pos_embed.weight"] = (config.max_length, E)
-    if config.type_vocab_size > 0:
-        shapes["src_type_embed.weight"] = (config.type_vocab_size, E)
-    if config.embedding_norm:
-        shapes["src_embed_norm.weight"] = (E,)
-        shapes["src_embed_norm.bias"] = (E,)
-    for i in range(config.num_encoder_layers):
-        p = f"encoder.layers.{i}."
-        shapes.update(_attention_shapes(p + "self_attn.", E))
-        shapes.update(_ffn_norm_shapes(p, E, F, 2))
-    if config.final_norm:
-        shapes["encoder.norm.weight"] = (E,)
-        shapes["encoder.norm.bias"] = (E,)
-    if encoder_only:
-        return shapes
-    if not config.share_embeddings:
-        shapes["tgt_embed.weight"] = (config.tgt_vocab_size, E)
-    if config.positional == "learned":
-        shapes["tgt_pos_embed.weight"] = (config.max_length, E)
-    if config.embedding_norm:
-        shapes["tgt_embed_norm.weight"] = (E,)
-        shapes["tgt_embed_norm.bias"] = (E,)
-    for i in range(config.num_decoder_layers):
-        p = f"decoder.layers.{i}."
-        shapes.update(_attention_shapes(p + "self_attn.", E))
-        shapes.update(_attention_shapes(p + "multihead_attn.", E))
-        shapes.update(_ffn_norm_shapes(p, E, F, 3))
-    if config.final_norm:
-        shapes["decoder.norm.weight"] = (E,)
-        shapes["decoder.norm.bias"] = (E,)
-    if not config.tie_output:
-        shapes["generator.weight"] = (config.tgt_vocab_size, E)
-    if config.output_bias:
-        shapes["generator.bias"] = (config.tgt_vocab_size,)
-    return shapes
+    # The one weight table of the C++ model (csrc/model/weight_table.cpp), which its
+    # loaders and exporters use too.
+    from . import _core
+
+    return dict(_core._weight_table(config._core_dict(), encoder_only))
 
 
 def _to_numpy(value: Any) -> Any:
