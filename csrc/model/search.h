@@ -12,21 +12,23 @@
 
 namespace pt::model {
 
+// Options of one generate call. Their defaults live in one place, the signature of
+// Python's Transformer.generate: the bindings fill every field.
 struct GenerationOptions {
-  int64_t max_length = 256;      // tokens to generate at most (EOS included, start tokens not)
-  int64_t min_length = 0;        // EOS is suppressed until this many tokens were generated
-  int64_t beam_size = 1;
-  float length_penalty = 1.0f;   // score = log_prob / length^length_penalty
-  int64_t num_hypotheses = 1;    // <= beam_size
-  int64_t sampling_topk = 1;     // 1: greedy; 0: the whole vocabulary
-  double sampling_topp = 1.0;    // nucleus: smallest set of tokens with probability >= topp
-  double sampling_temperature = 1.0;  // double: 1e-40 must still mean "almost greedy"
-  uint64_t seed = 0;
-  bool return_scores = true;
+  int64_t max_length{};       // tokens to generate at most (EOS included, start tokens not)
+  int64_t min_length{};       // EOS is suppressed until this many tokens were generated
+  int64_t beam_size{};
+  float length_penalty{};     // score = log_prob / length^length_penalty
+  int64_t num_hypotheses{};   // <= beam_size
+  int64_t sampling_topk{};    // 1: greedy; 0: the whole vocabulary
+  double sampling_topp{};     // nucleus: smallest set of tokens with probability >= topp
+  double sampling_temperature{};  // double: 1e-40 must still mean "almost greedy"
+  uint64_t seed{};
+  bool return_scores{};
   std::vector<int32_t> suppress_tokens;  // never generated (their log-probability is -inf)
-  bool forced_eos = false;  // the max_length-th token must be EOS, with log-probability 0 (HF's forced_eos_token_id)
-  int32_t forced_bos = -1;  // >= 0: the first generated token is this id, log-probability 0 (HF's forced_bos_token_id)
-  bool early_stopping = false;  // beam search: a source stops once it has beam_size finished hypotheses
+  bool forced_eos{};          // the max_length-th token must be EOS, with log-probability 0 (HF's forced_eos_token_id)
+  int32_t forced_bos = -1;    // >= 0: the first generated token is this id, log-probability 0 (forced_bos_token_id)
+  bool early_stopping{};      // beam search: a source stops once it has beam_size finished hypotheses
 };
 
 struct Hypothesis {

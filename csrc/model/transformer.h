@@ -24,27 +24,30 @@ namespace pt::model {
 struct TransformerConfig;
 inline LayerSpec layer_spec(const TransformerConfig& c);
 
+// The model's sizes and layout. Its defaults live in one place, Python's
+// pytransformer.TransformerConfig: the bindings fill every field from it
+// (config_from_dict), so the fields here are only zero-initialised.
 struct TransformerConfig {
-  int64_t d_model = 512;
-  int64_t nhead = 8;
-  int64_t num_encoder_layers = 6;
-  int64_t num_decoder_layers = 6;
-  int64_t dim_feedforward = 2048;
-  kernels::Activation activation = kernels::Activation::kRelu;
-  bool norm_first = false;   // false: post-LN (the paper); true: pre-LN
-  float layer_norm_eps = 1e-5f;
-  bool final_norm = true;    // encoder.norm / decoder.norm after the stacks
-  float embedding_scale = 0; // factor applied to embeddings (sqrt(d_model) in the paper)
-  Positional positional = Positional::kSinusoidal;
-  int64_t type_vocab_size = 0;     // token type embeddings on the source side (0: none)
-  bool embedding_norm = false;     // LayerNorm after the embeddings
-  int64_t src_vocab_size = 32000;
-  int64_t tgt_vocab_size = 32000;
-  bool share_embeddings = false;  // one table: src_embed.weight
-  bool tie_output = false;        // generator.weight = target embedding table
-  bool output_bias = true;        // generator.bias present
-  int64_t max_length = 1024;      // positions available
-  int64_t pad_id = 0, bos_id = 1, eos_id = 2;
+  int64_t d_model{};
+  int64_t nhead{};
+  int64_t num_encoder_layers{};
+  int64_t num_decoder_layers{};
+  int64_t dim_feedforward{};
+  kernels::Activation activation{};
+  bool norm_first{};         // false: post-LN (the paper); true: pre-LN
+  float layer_norm_eps{};
+  bool final_norm{};         // encoder.norm / decoder.norm after the stacks
+  float embedding_scale{};   // factor applied to embeddings (sqrt(d_model) in the paper)
+  Positional positional{};
+  int64_t type_vocab_size{};  // token type embeddings on the source side (0: none)
+  bool embedding_norm{};     // LayerNorm after the embeddings
+  int64_t src_vocab_size{};
+  int64_t tgt_vocab_size{};
+  bool share_embeddings{};   // one table: src_embed.weight
+  bool tie_output{};         // generator.weight = target embedding table
+  bool output_bias{};        // generator.bias present
+  int64_t max_length{};      // positions available
+  int64_t pad_id{}, bos_id{}, eos_id{};
 };
 
 inline LayerSpec layer_spec(const TransformerConfig& c) { return LayerSpec{c.norm_first, c.activation}; }
