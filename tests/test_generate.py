@@ -841,18 +841,37 @@ def test_bad_options(kwargs, exc, match):
 
 
 def test_boundary_options_are_accepted():
+    """Options at the edge of their range (and numpy scalars) work, and mean what
+    the plain values mean."""
     spec = SPECS[0]
     model = build(spec)
     src, lengths = sources(spec, (10, 4))
-    model.generate(src, lengths, max_length=48)
-    model.generate(src, lengths, max_length=45, start_tokens=[[], [5, 6, 7]])
-    model.generate(src, lengths, max_length=3, min_length=3, sampling_topk=0, sampling_topp=1.0, seed=0)
-    model.generate(src, lengths, max_length=3, sampling_topk=100, sampling_temperature=1e-3, seed=np.uint64(5))
-    model.generate(src, lengths, max_length=3, sampling_topk=0, sampling_topp=1e-6, seed=1)
-    model.generate(src, lengths, max_length=3, beam_size=2, sampling_topk=1, length_penalty=np.float32(0.5))
-    model.generate(src, lengths, max_length=np.int64(3), beam_size=np.int32(2), num_hypotheses=np.int16(2))
-    model.generate(src, lengths, max_length=3, start_tokens=np.array([[5, 6], [7, 8]]))
-    model.generate(src, lengths, max_length=3, start_tokens=([np.int64(5)], (6, 7)))
+    V = model.config.tgt_vocab_size
+
+    def seqs(**kw):
+        out = [r.sequences for r in model.generate(src, lengths, **kw)]
+        assert len(out) == 2 and all(0 <= t < V for hyps in out for s in hyps for t in s)
+        return out
+
+    longest = seqs(max_length=48)   # every position the model has
+    assert all(len(h[0]) <= 48 for h in longest)
+    prefixed = seqs(max_length=45, start_tokens=[[], [5, 6, 7]])
+    assert prefixed[0][0] == longest[0][0][:45]   # no prefix: greedy, cut at 45
+    assert prefixed[1][0][:3] == [5, 6, 7]
+    exact = seqs(max_length=3, min_length=3, sampling_topk=0, sampling_topp=1.0, seed=0)
+    assert all(len(h[0]) == 3 for h in exact)   # min_length == max_length: exactly 3, no EOS
+    # An almost-zero temperature and a tiny nucleus are greedy search.
+    greedy = seqs(max_length=3)
+    assert seqs(max_length=3, sampling_topk=100, sampling_temperature=1e-3, seed=np.uint64(5)) == greedy
+    assert seqs(max_length=3, sampling_topk=0, sampling_topp=1e-6, seed=1) == greedy
+    beams = seqs(max_length=3, beam_size=2, sampling_topk=1, length_penalty=np.float32(0.5))
+    assert beams == seqs(max_length=3, beam_size=2, length_penalty=0.5)
+    two = seqs(max_length=np.int64(3), beam_size=np.int32(2), num_hypotheses=np.int16(2))
+    assert two == seqs(max_length=3, beam_size=2, num_hypotheses=2) and all(1 <= len(h) <= 2 for h in two)
+    as_array = seqs(max_length=3, start_tokens=np.array([[5, 6], [7, 8]]))
+    assert [h[0][:2] for h in as_array] == [[5, 6], [7, 8]]
+    mixed = seqs(max_length=3, start_tokens=([np.int64(5)], (6, 7)))
+    assert mixed == seqs(max_length=3, start_tokens=[[5], [6, 7]])
 
 
 BAD_SOURCES = [

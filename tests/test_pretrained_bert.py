@@ -90,7 +90,11 @@ def test_minilm_config(minilm_path):
     assert (c.src_vocab_size, c.type_vocab_size, c.max_length) == (30522, 2, 512)
     assert c.activation == "gelu" and c.layer_norm_eps == 1e-12 and c.positional == "learned"
     assert model.pooling.modes == ("mean",) and model.normalize is True and model.max_seq_length == 256
-    assert model.tokenizer is not None
+    # the folder's tokenizer.json: BERT's uncased WordPiece vocabulary
+    enc = model.tokenizer.encode("Hello, world!")
+    n = sum(enc.attention_mask)   # the file pads to a fixed length
+    assert enc.tokens[:n] == ["[CLS]", "hello", ",", "world", "!", "[SEP]"]
+    assert enc.ids[0] == 101 and enc.ids[n - 1] == 102
 
 
 def test_minilm_hidden_states_match_transformers(isa, minilm_path, hf_outputs):

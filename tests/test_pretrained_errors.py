@@ -314,7 +314,9 @@ def test_ignored_weights_are_only_the_known_ones(bert, marian):
     rewrite(folder, weights={**weights, "pooler.dense.weight": np.eye(E, dtype=np.float32),
                              "pooler.dense.bias": np.zeros(E, np.float32),
                              "cls.predictions.bias": np.zeros(config["vocab_size"], np.float32)})
-    pt.from_pretrained(folder)
+    plain = pt.from_pretrained(folder)
+    assert isinstance(plain, pt.EncoderModel)
+    assert set(plain.state_dict()) == set(pt.weights.expected_encoder_weight_shapes(plain.config))
     folder, config, weights = marian
     E = config["d_model"]
     rewrite(folder, weights={**weights, "model.encoder.embed_positions.weight": np.zeros((64, E), np.float32),
@@ -322,7 +324,9 @@ def test_ignored_weights_are_only_the_known_ones(bert, marian):
                              "model.encoder.embed_tokens.weight": weights["model.shared.weight"],
                              "model.decoder.embed_tokens.weight": weights["model.shared.weight"],
                              "lm_head.weight": weights["model.shared.weight"]})
-    pt.from_pretrained(folder)
+    mt = pt.from_pretrained(folder)
+    assert isinstance(mt, pt.Transformer)
+    np.testing.assert_array_equal(mt.state_dict()["src_embed.weight"], weights["model.shared.weight"])
 
 
 def _set(weights, name, shape):
