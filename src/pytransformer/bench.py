@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 import tempfile
 import time
-from typing import Callable, Dict, List
+from typing import Callable, List
 
 import numpy as np
 
@@ -85,7 +84,6 @@ def run(args) -> int:
     import pytransformer as pt
 
     threads = args.threads or sorted({1, pt.runtime_info()["physical_cores"]})
-    peers: Dict[str, Callable] = {}
     notes: List[str] = []
     workdir = tempfile.mkdtemp(prefix="pytransformer-bench-")
     hf = None
@@ -152,9 +150,3 @@ def run(args) -> int:
                       f"{batch * args.tokens / gen_c:>9.1f}", flush=True)
                 del translator
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from .cli import main
-
-    sys.exit(main(["bench"] + sys.argv[1:]))

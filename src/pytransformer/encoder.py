@@ -3,7 +3,6 @@ sentence embeddings when a tokenizer and a pooling configuration are attached.""
 
 from __future__ import annotations
 
-import os
 from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
