@@ -271,211 +271,279 @@ struct BeamSource {
   bool done = false;
 };
 
-// All sources' beams: running sequences and scores, and the K finished slots,
-// preallocated so that the step loop never allocates.
-std::vector<std::vector<Hypothesis>> beam_search(const Transformer& model, const float* memory, int64_t B, int64_t S,
-                                                 const int32_t* src_lengths,
-                                                 const std::vector<std::vector<int32_t>>& start_tokens,
-                                                 const GenerationOptions& o, int32_t bos, int32_t eos) {
-  const int64_t K = o.beam_size, V = model.config().tgt_vocab_size, C = 2 * K;  // C candidates kept per step
-  const int64_t steps = max_prefix(start_tokens) + o.max_length;
-  DecoderState state(model, memory, B, S, src_lengths, K, steps);
-  std::vector<BeamSource> src(static_cast<size_t>(B));
-  // Per source b: running beams b*K + i (two copies, swapped each step), slots b*K + i.
-  SequenceStore run(B * K, steps), next(B * K, steps), slots_seq(B * K, steps), slots_next(B * K, steps);
-  std::vector<float> scores(static_cast<size_t>(B * K), kImpossible), next_scores(static_cast<size_t>(B * K));
-  std::vector<Slot> slots(static_cast<size_t>(B * K)), merged(static_cast<size_t>(K + C));
-  std::vector<int64_t> merged_from(static_cast<size_t>(K + C));  // < K: old slot i; else candidate - K
-  std::vector<int64_t> active, keep, order(static_cast<size_t>(K + C));
-  active.reserve(static_cast<size_t>(B));
-  keep.reserve(static_cast<size_t>(B));
-  for (int64_t b = 0; b < B; ++b) {
-    if (!start_tokens.empty()) src[static_cast<size_t>(b)].prefix = start_tokens[static_cast<size_t>(b)];
-    scores[static_cast<size_t>(b * K)] = 0.0f;
-    active.push_back(b);
+// Beam search over all sources at once: per source b, running beams b*K + i (their
+// sequences, scores and decoder rows) and K slots of finished hypotheses, all
+// preallocated so that the step loop never allocates. One step():
+//   1. logits_processors: min_length, suppress_tokens, forced_bos, forced_eos on the
+//      log-probabilities (Hugging Face's order);
+//   2. top_candidates: the best 2K continuations over the source's K beams;
+//   3. update_slots: the finished ones among the top K enter the slots if better;
+//   4. continue_beams: the K best unfinished continuations become the beams;
+//   5. source_done: the early-stopping rule;
+// then the decoder rows follow their parents and finished sources leave the batch.
+class BeamSearch {
+ public:
+  BeamSearch(const Transformer& model, const float* memory, int64_t B, int64_t S, const int32_t* src_lengths,
+             const std::vector<std::vector<int32_t>>& start_tokens, const GenerationOptions& o, int32_t bos,
+             int32_t eos)
+      : model_(model),
+        o_(o),
+        eos_(eos),
+        B_(B),
+        K_(o.beam_size),
+        V_(model.config().tgt_vocab_size),
+        C_(2 * o.beam_size),
+        steps_(max_prefix(start_tokens) + o.max_length),
+        state_(model, memory, B, S, src_lengths, o.beam_size, steps_),
+        src_(static_cast<size_t>(B)),
+        run_(B * K_, steps_),
+        next_(B * K_, steps_),
+        slots_seq_(B * K_, steps_),
+        slots_next_(B * K_, steps_),
+        scores_(static_cast<size_t>(B * K_), kImpossible),
+        next_scores_(static_cast<size_t>(B * K_)),
+        slots_(static_cast<size_t>(B * K_)),
+        merged_(static_cast<size_t>(K_ + C_)),
+        order_(static_cast<size_t>(K_ + C_)),
+        tokens_(static_cast<size_t>(B * K_), bos),
+        parent_(static_cast<size_t>(B * K_)),
+        logp_(static_cast<size_t>(B * K_ * V_)),
+        hit_(static_cast<size_t>(C_)) {
+    active_.reserve(static_cast<size_t>(B));
+    keep_.reserve(static_cast<size_t>(B));
+    cands_.reserve(static_cast<size_t>(C_));
+    for (int64_t b = 0; b < B; ++b) {
+      if (!start_tokens.empty()) src_[static_cast<size_t>(b)].prefix = start_tokens[static_cast<size_t>(b)];
+      scores_[static_cast<size_t>(b * K_)] = 0.0f;
+      active_.push_back(b);
+    }
   }
-  std::vector<int32_t> tokens(static_cast<size_t>(B * K), bos), parent(static_cast<size_t>(B * K));
-  std::vector<float> logp(static_cast<size_t>(B * K * V));
+
+  std::vector<std::vector<Hypothesis>> run() {
+    while (!active_.empty()) step();
+    return results();
+  }
+
+ private:
   struct Cand {
     float score;
     int64_t index;  // beam * V + token
   };
-  std::vector<Cand> cands;
-  cands.reserve(static_cast<size_t>(C));
-  std::vector<uint8_t> hit(static_cast<size_t>(C));
-  auto better = [](const Cand& x, const Cand& y) { return x.score > y.score || (x.score == y.score && x.index < y.index); };
 
-  while (!active.empty()) {
-    const int64_t R = state.rows();
-    const float* logits = state.advance(tokens.data());
-    model.kernels().log_softmax(logits, logp.data(), R, V);
-    keep.clear();
-    for (int64_t a = 0; a < static_cast<int64_t>(active.size()); ++a) {
-      const int64_t b = active[static_cast<size_t>(a)], r0 = a * K, s0 = b * K;
-      BeamSource& s = src[static_cast<size_t>(b)];
+  static bool better(const Cand& x, const Cand& y) { return x.score > y.score || (x.score == y.score && x.index < y.index); }
+
+  void step() {
+    const int64_t R = state_.rows();
+    const float* logits = state_.advance(tokens_.data());
+    model_.kernels().log_softmax(logits, logp_.data(), R, V_);
+    keep_.clear();
+    for (int64_t a = 0; a < static_cast<int64_t>(active_.size()); ++a) {
+      const int64_t b = active_[static_cast<size_t>(a)], r0 = a * K_, s0 = b * K_;
+      BeamSource& s = src_[static_cast<size_t>(b)];
       if (s.forced < static_cast<int64_t>(s.prefix.size())) {  // forced start tokens
-        const int32_t tok = s.prefix[static_cast<size_t>(s.forced++)];
-        for (int64_t i = 0; i < K; ++i) {
-          run.push(s0 + i, tok);
-          tokens[static_cast<size_t>(r0 + i)] = tok;
-          parent[static_cast<size_t>(r0 + i)] = static_cast<int32_t>(r0 + i);
-        }
-        keep.push_back(a);
+        force_start_token(s, r0, s0);
+        keep_.push_back(a);
         continue;
       }
-      float* lp = logp.data() + r0 * V;
-      // Logits processors, on log-probabilities, in Hugging Face's order.
-      if (s.generated < o.min_length)
-        for (int64_t i = 0; i < K; ++i) lp[i * V + eos] = kNegInf;
-      for (int32_t t : o.suppress_tokens)
-        for (int64_t i = 0; i < K; ++i) lp[i * V + t] = kNegInf;
-      if (o.forced_bos >= 0 && s.generated == 0)
-        for (int64_t i = 0; i < K; ++i) {
-          std::fill(lp + i * V, lp + (i + 1) * V, kNegInf);
-          lp[i * V + o.forced_bos] = 0.0f;
-        }
-      if (o.forced_eos && s.generated + 1 == o.max_length)
-        for (int64_t i = 0; i < K; ++i) {
-          std::fill(lp + i * V, lp + (i + 1) * V, kNegInf);
-          lp[i * V + eos] = 0.0f;
-        }
-      // Top 2K of score[i] + logp[i][v] over all beams i and tokens v (a heap whose
-      // front is the worst kept candidate).
-      cands.clear();
-      for (int64_t i = 0; i < K; ++i) {
-        const float base = scores[static_cast<size_t>(s0 + i)];
-        for (int64_t v = 0; v < V; ++v) {
-          const Cand c{base + lp[i * V + v], i * V + v};
-          if (static_cast<int64_t>(cands.size()) < C) {
-            cands.push_back(c);
-            std::push_heap(cands.begin(), cands.end(), better);
-          } else if (better(c, cands.front())) {
-            std::pop_heap(cands.begin(), cands.end(), better);
-            cands.back() = c;
-            std::push_heap(cands.begin(), cands.end(), better);
-          }
-        }
-      }
-      std::sort(cands.begin(), cands.end(), better);  // best first
-      const int64_t n = static_cast<int64_t>(cands.size());
-      const bool at_max = s.generated + 1 >= o.max_length;
+      float* lp = logp_.data() + r0 * V_;
+      logits_processors(s, lp);
+      top_candidates(s0, lp);
+      const int64_t n = static_cast<int64_t>(cands_.size());
+      const bool at_max = s.generated + 1 >= o_.max_length;
       for (int64_t j = 0; j < n; ++j)
-        hit[static_cast<size_t>(j)] = at_max || cands[static_cast<size_t>(j)].index % V == eos;
-
-      // Finished candidates (only among the top K) enter the K slots if better: the
-      // K best of (old slots, then candidates), ties to the earlier.
-      const float norm = length_normalizer(s.generated + 1, o.length_penalty);
-      const int64_t m = K + n;
-      for (int64_t i = 0; i < K; ++i) {
-        merged[static_cast<size_t>(i)] = slots[static_cast<size_t>(s0 + i)];
-        merged_from[static_cast<size_t>(i)] = i;
-      }
-      for (int64_t j = 0; j < n; ++j) {
-        Slot& f = merged[static_cast<size_t>(K + j)];
-        f.log_prob = cands[static_cast<size_t>(j)].score;
-        // A candidate finishes only with a real score: not from a beam that already
-        // ended (its score carries kImpossible) and not through a suppressed token (-inf).
-        f.finished = j < K && hit[static_cast<size_t>(j)] && s.improvable && real_log_prob(f.log_prob);
-        f.score = f.log_prob / norm + (f.finished ? 0.0f : kImpossible);
-        merged_from[static_cast<size_t>(K + j)] = K + j;
-      }
-      for (int64_t i = 0; i < m; ++i) order[static_cast<size_t>(i)] = i;
-      // Finished hypotheses before empty slots whatever their score (an extreme
-      // length_penalty can push a real score below kImpossible), as Hugging Face
-      // fills its K slots before it compares scores.
-      std::sort(order.begin(), order.begin() + m, [&](int64_t x, int64_t y) {
-        const Slot& a = merged[static_cast<size_t>(x)];
-        const Slot& b = merged[static_cast<size_t>(y)];
-        if (a.finished != b.finished) return a.finished;
-        const float sx = a.score, sy = b.score;
-        if (sx > sy || sx < sy) return sx > sy;
-        return x < y;  // ties, and NaN scores, keep the earlier
-      });
-      for (int64_t i = 0; i < K; ++i) {
-        const int64_t from = order[static_cast<size_t>(i)];
-        slots[static_cast<size_t>(s0 + i)] = merged[static_cast<size_t>(from)];
-        if (from < K) {
-          slots_next.assign(s0 + i, slots_seq.data(s0 + from), slots_seq.size(s0 + from));
-        } else if (merged[static_cast<size_t>(from)].finished) {
-          const Cand& c = cands[static_cast<size_t>(from - K)];
-          const int64_t beam = c.index / V;
-          const int32_t tok = static_cast<int32_t>(c.index % V);
-          slots_next.assign(s0 + i, run.data(s0 + beam), run.size(s0 + beam), tok == eos ? -1 : tok);
-        } else {
-          slots_next.assign(s0 + i, nullptr, 0);
-        }
-      }
-      for (int64_t i = 0; i < K; ++i) slots_seq.assign(s0 + i, slots_next.data(s0 + i), slots_next.size(s0 + i));
-
-      // The K best unfinished candidates continue (finished ones sink by -1e9).
-      auto running_score = [&](int64_t j) {
-        return cands[static_cast<size_t>(j)].score + (hit[static_cast<size_t>(j)] ? kImpossible : 0.0f);
-      };
-      for (int64_t j = 0; j < n; ++j) order[static_cast<size_t>(j)] = j;
-      std::sort(order.begin(), order.begin() + n, [&](int64_t x, int64_t y) {
-        const float sx = running_score(x), sy = running_score(y);
-        return sx > sy || (sx == sy && x < y);
-      });
-      for (int64_t i = 0; i < K; ++i) {
-        const int64_t j = order[static_cast<size_t>(i)];
-        const Cand& c = cands[static_cast<size_t>(j)];
-        const int64_t beam = c.index / V;
-        const int32_t tok = static_cast<int32_t>(c.index % V);
-        next.assign(s0 + i, run.data(s0 + beam), run.size(s0 + beam), tok);
-        next_scores[static_cast<size_t>(s0 + i)] = running_score(j);
-        tokens[static_cast<size_t>(r0 + i)] = tok;
-        parent[static_cast<size_t>(r0 + i)] = static_cast<int32_t>(r0 + beam);
-      }
-      for (int64_t i = 0; i < K; ++i) {
-        run.assign(s0 + i, next.data(s0 + i), next.size(s0 + i));
-        scores[static_cast<size_t>(s0 + i)] = next_scores[static_cast<size_t>(s0 + i)];
-      }
+        hit_[static_cast<size_t>(j)] = at_max || cands_[static_cast<size_t>(j)].index % V_ == eos_;
+      update_slots(s, s0, n);
+      continue_beams(r0, s0, n);
       ++s.generated;
-
-      // Stop when the best running beam, at its current length, cannot beat the
-      // worst finished one (every slot filled), or at max_length.
-      bool all_filled = true;
-      float worst = std::numeric_limits<float>::infinity();  // lowest score of the K slots
-      for (int64_t i = 0; i < K; ++i) {
-        all_filled &= slots[static_cast<size_t>(s0 + i)].finished;
-        worst = std::min(worst, slots[static_cast<size_t>(s0 + i)].score);
-      }
-      const float best_possible = scores[static_cast<size_t>(s0)] / length_normalizer(s.generated, o.length_penalty);
-      if (all_filled && (o.early_stopping || !(best_possible > worst))) s.improvable = false;
-      bool all_hit = true;
-      for (int64_t j = 0; j < n; ++j) all_hit &= hit[static_cast<size_t>(j)] != 0;
-      s.done = !s.improvable || all_hit;
-      if (!s.done) keep.push_back(a);
+      s.done = source_done(s, s0, n);
+      if (!s.done) keep_.push_back(a);
     }
     // Rows follow their parents; finished sources leave the batch.
-    state.reorder(parent.data());
-    if (keep.size() != active.size()) {
-      for (size_t n = 0; n < keep.size(); ++n) {
-        const int64_t a = keep[n];
-        for (int64_t i = 0; i < K; ++i)
-          tokens[n * static_cast<size_t>(K) + static_cast<size_t>(i)] = tokens[static_cast<size_t>(a * K + i)];
-        active[n] = active[static_cast<size_t>(a)];
+    state_.reorder(parent_.data());
+    if (keep_.size() != active_.size()) {
+      for (size_t n = 0; n < keep_.size(); ++n) {
+        const int64_t a = keep_[n];
+        for (int64_t i = 0; i < K_; ++i)
+          tokens_[n * static_cast<size_t>(K_) + static_cast<size_t>(i)] = tokens_[static_cast<size_t>(a * K_ + i)];
+        active_[n] = active_[static_cast<size_t>(a)];
       }
-      state.keep_sources(keep);
-      active.resize(keep.size());
+      state_.keep_sources(keep_);
+      active_.resize(keep_.size());
     }
   }
-  std::vector<std::vector<Hypothesis>> all;
-  for (int64_t b = 0; b < B; ++b) {
-    std::vector<Hypothesis> hyps;
-    for (int64_t i = 0; i < o.num_hypotheses; ++i) {
-      const Slot& f = slots[static_cast<size_t>(b * K + i)];
-      if (!f.finished) break;  // slots are sorted finished-first: the rest are empty
-      Hypothesis h;
-      h.tokens.assign(slots_seq.data(b * K + i), slots_seq.data(b * K + i) + slots_seq.size(b * K + i));
-      h.score = f.score;
-      h.log_prob = f.log_prob;
-      hyps.push_back(std::move(h));
+
+  // Every beam of the source takes its next start token.
+  void force_start_token(BeamSource& s, int64_t r0, int64_t s0) {
+    const int32_t tok = s.prefix[static_cast<size_t>(s.forced++)];
+    for (int64_t i = 0; i < K_; ++i) {
+      run_.push(s0 + i, tok);
+      tokens_[static_cast<size_t>(r0 + i)] = tok;
+      parent_[static_cast<size_t>(r0 + i)] = static_cast<int32_t>(r0 + i);
     }
-    all.push_back(std::move(hyps));
   }
-  return all;
-}
+
+  // lp [K, V]: the source's log-probabilities, processed in Hugging Face's order.
+  void logits_processors(const BeamSource& s, float* lp) const {
+    const int64_t K = K_, V = V_;
+    if (s.generated < o_.min_length)
+      for (int64_t i = 0; i < K; ++i) lp[i * V + eos_] = kNegInf;
+    for (int32_t t : o_.suppress_tokens)
+      for (int64_t i = 0; i < K; ++i) lp[i * V + t] = kNegInf;
+    if (o_.forced_bos >= 0 && s.generated == 0)
+      for (int64_t i = 0; i < K; ++i) {
+        std::fill(lp + i * V, lp + (i + 1) * V, kNegInf);
+        lp[i * V + o_.forced_bos] = 0.0f;
+      }
+    if (o_.forced_eos && s.generated + 1 == o_.max_length)
+      for (int64_t i = 0; i < K; ++i) {
+        std::fill(lp + i * V, lp + (i + 1) * V, kNegInf);
+        lp[i * V + eos_] = 0.0f;
+      }
+  }
+
+  // cands_ = the top 2K of score[i] + lp[i][v] over all beams i and tokens v, best
+  // first (a heap whose front is the worst kept candidate while scanning).
+  void top_candidates(int64_t s0, const float* lp) {
+    cands_.clear();
+    for (int64_t i = 0; i < K_; ++i) {
+      const float base = scores_[static_cast<size_t>(s0 + i)];
+      for (int64_t v = 0; v < V_; ++v) {
+        const Cand c{base + lp[i * V_ + v], i * V_ + v};
+        if (static_cast<int64_t>(cands_.size()) < C_) {
+          cands_.push_back(c);
+          std::push_heap(cands_.begin(), cands_.end(), better);
+        } else if (better(c, cands_.front())) {
+          std::pop_heap(cands_.begin(), cands_.end(), better);
+          cands_.back() = c;
+          std::push_heap(cands_.begin(), cands_.end(), better);
+        }
+      }
+    }
+    std::sort(cands_.begin(), cands_.end(), better);
+  }
+
+  // Finished candidates (only among the top K) enter the K slots if better: the K
+  // best of (old slots, then candidates), ties to the earlier.
+  void update_slots(const BeamSource& s, int64_t s0, int64_t n) {
+    const float norm = length_normalizer(s.generated + 1, o_.length_penalty);
+    const int64_t K = K_, m = K + n;
+    for (int64_t i = 0; i < K; ++i) merged_[static_cast<size_t>(i)] = slots_[static_cast<size_t>(s0 + i)];
+    for (int64_t j = 0; j < n; ++j) {
+      Slot& f = merged_[static_cast<size_t>(K + j)];
+      f.log_prob = cands_[static_cast<size_t>(j)].score;
+      // A candidate finishes only with a real score: not from a beam that already
+      // ended (its score carries kImpossible) and not through a suppressed token (-inf).
+      f.finished = j < K && hit_[static_cast<size_t>(j)] && s.improvable && real_log_prob(f.log_prob);
+      f.score = f.log_prob / norm + (f.finished ? 0.0f : kImpossible);
+    }
+    for (int64_t i = 0; i < m; ++i) order_[static_cast<size_t>(i)] = i;
+    // Finished hypotheses before empty slots whatever their score (an extreme
+    // length_penalty can push a real score below kImpossible), as Hugging Face
+    // fills its K slots before it compares scores.
+    std::sort(order_.begin(), order_.begin() + m, [&](int64_t x, int64_t y) {
+      const Slot& a = merged_[static_cast<size_t>(x)];
+      const Slot& b = merged_[static_cast<size_t>(y)];
+      if (a.finished != b.finished) return a.finished;
+      const float sx = a.score, sy = b.score;
+      if (sx > sy || sx < sy) return sx > sy;
+      return x < y;  // ties, and NaN scores, keep the earlier
+    });
+    for (int64_t i = 0; i < K; ++i) {
+      const int64_t from = order_[static_cast<size_t>(i)];
+      slots_[static_cast<size_t>(s0 + i)] = merged_[static_cast<size_t>(from)];
+      if (from < K) {
+        slots_next_.assign(s0 + i, slots_seq_.data(s0 + from), slots_seq_.size(s0 + from));
+      } else if (merged_[static_cast<size_t>(from)].finished) {
+        const Cand& c = cands_[static_cast<size_t>(from - K)];
+        const int64_t beam = c.index / V_;
+        const int32_t tok = static_cast<int32_t>(c.index % V_);
+        slots_next_.assign(s0 + i, run_.data(s0 + beam), run_.size(s0 + beam), tok == eos_ ? -1 : tok);
+      } else {
+        slots_next_.assign(s0 + i, nullptr, 0);
+      }
+    }
+    for (int64_t i = 0; i < K; ++i) slots_seq_.assign(s0 + i, slots_next_.data(s0 + i), slots_next_.size(s0 + i));
+  }
+
+  // The K best unfinished candidates continue (finished ones sink by -1e9).
+  void continue_beams(int64_t r0, int64_t s0, int64_t n) {
+    auto running_score = [&](int64_t j) {
+      return cands_[static_cast<size_t>(j)].score + (hit_[static_cast<size_t>(j)] ? kImpossible : 0.0f);
+    };
+    for (int64_t j = 0; j < n; ++j) order_[static_cast<size_t>(j)] = j;
+    std::sort(order_.begin(), order_.begin() + n, [&](int64_t x, int64_t y) {
+      const float sx = running_score(x), sy = running_score(y);
+      return sx > sy || (sx == sy && x < y);
+    });
+    for (int64_t i = 0; i < K_; ++i) {
+      const int64_t j = order_[static_cast<size_t>(i)];
+      const Cand& c = cands_[static_cast<size_t>(j)];
+      const int64_t beam = c.index / V_;
+      const int32_t tok = static_cast<int32_t>(c.index % V_);
+      next_.assign(s0 + i, run_.data(s0 + beam), run_.size(s0 + beam), tok);
+      next_scores_[static_cast<size_t>(s0 + i)] = running_score(j);
+      tokens_[static_cast<size_t>(r0 + i)] = tok;
+      parent_[static_cast<size_t>(r0 + i)] = static_cast<int32_t>(r0 + beam);
+    }
+    for (int64_t i = 0; i < K_; ++i) {
+      run_.assign(s0 + i, next_.data(s0 + i), next_.size(s0 + i));
+      scores_[static_cast<size_t>(s0 + i)] = next_scores_[static_cast<size_t>(s0 + i)];
+    }
+  }
+
+  // Done when every slot is filled and either early_stopping is on or the best
+  // running beam, at its current length, cannot beat the worst finished one; or when
+  // every candidate finished (max_length).
+  bool source_done(BeamSource& s, int64_t s0, int64_t n) {
+    bool all_filled = true;
+    float worst = std::numeric_limits<float>::infinity();  // lowest score of the K slots
+    for (int64_t i = 0; i < K_; ++i) {
+      all_filled &= slots_[static_cast<size_t>(s0 + i)].finished;
+      worst = std::min(worst, slots_[static_cast<size_t>(s0 + i)].score);
+    }
+    const float best_possible = scores_[static_cast<size_t>(s0)] / length_normalizer(s.generated, o_.length_penalty);
+    if (all_filled && (o_.early_stopping || !(best_possible > worst))) s.improvable = false;
+    bool all_hit = true;
+    for (int64_t j = 0; j < n; ++j) all_hit &= hit_[static_cast<size_t>(j)] != 0;
+    return !s.improvable || all_hit;
+  }
+
+  // The finished hypotheses of each source, best first (at most num_hypotheses).
+  std::vector<std::vector<Hypothesis>> results() const {
+    std::vector<std::vector<Hypothesis>> all;
+    for (int64_t b = 0; b < B_; ++b) {
+      std::vector<Hypothesis> hyps;
+      for (int64_t i = 0; i < o_.num_hypotheses; ++i) {
+        const Slot& f = slots_[static_cast<size_t>(b * K_ + i)];
+        if (!f.finished) break;  // slots are sorted finished-first: the rest are empty
+        Hypothesis h;
+        h.tokens.assign(slots_seq_.data(b * K_ + i), slots_seq_.data(b * K_ + i) + slots_seq_.size(b * K_ + i));
+        h.score = f.score;
+        h.log_prob = f.log_prob;
+        hyps.push_back(std::move(h));
+      }
+      all.push_back(std::move(hyps));
+    }
+    return all;
+  }
+
+  const Transformer& model_;
+  const GenerationOptions& o_;
+  const int32_t eos_;
+  const int64_t B_, K_, V_, C_;  // C_: candidates kept per step
+  const int64_t steps_;          // positions a sequence may take (start tokens included)
+  DecoderState state_;
+  std::vector<BeamSource> src_;
+  // Per source b: running beams b*K + i (two copies, swapped each step), slots b*K + i.
+  SequenceStore run_, next_, slots_seq_, slots_next_;
+  std::vector<float> scores_, next_scores_;
+  std::vector<Slot> slots_, merged_;
+  std::vector<int64_t> active_, keep_, order_;
+  std::vector<int32_t> tokens_, parent_;
+  std::vector<float> logp_;
+  std::vector<Cand> cands_;
+  std::vector<uint8_t> hit_;
+};
 
 void check_options(const Transformer& model, const GenerationOptions& o, int64_t prefix) {
   const auto& c = model.config();
@@ -555,7 +623,7 @@ std::vector<std::vector<Hypothesis>> generate(const Transformer& model, const in
   if (B == 0) return {};
   const std::vector<float> memory = encode_memory(model, src_ids, B, S, src_lengths);
   const int32_t bos = static_cast<int32_t>(model.config().bos_id), eos = static_cast<int32_t>(model.config().eos_id);
-  if (o.beam_size > 1) return beam_search(model, memory.data(), B, S, src_lengths, start_tokens, o, bos, eos);
+  if (o.beam_size > 1) return BeamSearch(model, memory.data(), B, S, src_lengths, start_tokens, o, bos, eos).run();
   SamplingRun run(model, memory.data(), B, S, src_lengths, start_tokens, o);
   while (!run.finished()) run.step(nullptr);
   return run.results();
