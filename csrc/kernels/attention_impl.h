@@ -100,6 +100,53 @@ static void attn_accumulate(const float* p, const float* v, int64_t ldv, int nk,
   }
 }
 
+// The online-softmax update of one query row with one key block: srow [Bk] holds
+// the row's scores (keys from first_hidden on are cut: causal, or past Lk) and
+// becomes its probabilities P = exp(S - m'); the running max m, sum l and output
+// row o [Dp] are rescaled by e^(m - m'). kmask: the block's key mask. A block in
+// which nothing visible scores above -inf adds nothing (P = 0), but a visible -inf
+// key is remembered in visible_neg_inf (see the final normalisation).
+static void attn_softmax_update(float* srow, int64_t first_hidden, const float* kmask, float* o, int64_t Dp,
+                                float& m, float& l, bool& visible_neg_inf) {
+  const float neg_inf = -__builtin_inff();
+  if (first_hidden < kAttnBk) {
+    const Vec::F cut = Vec::set1(static_cast<float>(first_hidden));
+    for (int c = 0; c < kAttnBk; c += Vec::W) {
+      const Vec::F idx = Vec::add(Vec::iota(), Vec::set1(static_cast<float>(c)));
+      Vec::store(srow + c, Vec::select(Vec::ge(idx, cut), Vec::set1(neg_inf), Vec::load(srow + c)));
+    }
+  }
+  Vec::F vmax = Vec::set1(neg_inf);
+  for (int c = 0; c < kAttnBk; c += Vec::W) vmax = Vec::max(vmax, Vec::load(srow + c));
+  float m_new = std::max(m, Vec::hmax(vmax));
+  if (m_new == neg_inf) {
+    // x86 max drops NaN lanes: a row of NaN scores (a NaN query) looks empty.
+    bool nan = false;
+    for (int c = 0; c < kAttnBk; ++c) nan |= srow[c] != srow[c];
+    if (!nan) {  // nothing visible with a finite score yet: this block adds nothing
+      for (int64_t c = 0; c < first_hidden && !visible_neg_inf; ++c) visible_neg_inf = kmask[c] == 0.0f;
+      std::fill(srow, srow + kAttnBk, 0.0f);
+      return;
+    }
+    m_new = __builtin_nanf("");  // NaN spreads through p, l and the output
+  }
+  const Vec::F vm = Vec::set1(m_new);
+  Vec::F vsum = Vec::zero();
+  for (int c = 0; c < kAttnBk; c += Vec::W) {
+    const Vec::F e = exp(Vec::sub(Vec::load(srow + c), vm));
+    vsum = Vec::add(vsum, e);
+    Vec::store(srow + c, e);
+  }
+  if (!(m == m_new)) {  // also when m_new is NaN
+    const float alpha = m == neg_inf ? 0.0f : Vec::lane0(exp(Vec::set1(m - m_new)));
+    l *= alpha;
+    const Vec::F va = Vec::set1(alpha);
+    for (int64_t d = 0; d < Dp; d += Vec::W) Vec::store(o + d, Vec::mul(Vec::load(o + d), va));
+    m = m_new;
+  }
+  l += Vec::hsum(vsum);
+}
+
 // Calls f(std::integral_constant<int, R>) for R = rows, 1 <= rows <= kAttnRB.
 template <int R = 1, class F>
 static void with_rows(int rows, F&& f) {
@@ -183,46 +230,10 @@ static void attention(Tensor4View q, Tensor4View k, Tensor4View v, float* out, i
         }
         // Causal cut inside the block, then the online-softmax update of each row.
         for (int r = 0; r < nq; ++r) {
-          float* srow = s + r * kAttnBk;
           const int64_t last_visible = causal ? i0 + r + causal_offset : Lk - 1;
           const int64_t first_hidden = std::min<int64_t>(last_visible + 1, j0 + nk) - j0;  // keys >= are masked
-          if (first_hidden < kAttnBk) {
-            const Vec::F cut = Vec::set1(static_cast<float>(first_hidden));
-            for (int c = 0; c < kAttnBk; c += Vec::W) {
-              const Vec::F idx = Vec::add(Vec::iota(), Vec::set1(static_cast<float>(c)));
-              Vec::store(srow + c, Vec::select(Vec::ge(idx, cut), Vec::set1(neg_inf), Vec::load(srow + c)));
-            }
-          }
-          Vec::F vmax = Vec::set1(neg_inf);
-          for (int c = 0; c < kAttnBk; c += Vec::W) vmax = Vec::max(vmax, Vec::load(srow + c));
-          float m_new = std::max(m[r], Vec::hmax(vmax));
-          if (m_new == neg_inf) {
-            // x86 max drops NaN lanes: a row of NaN scores (a NaN query) looks empty.
-            bool nan = false;
-            for (int c = 0; c < kAttnBk; ++c) nan |= srow[c] != srow[c];
-            if (!nan) {  // nothing visible with a finite score yet: this block adds nothing
-              for (int64_t c = 0; c < first_hidden && !visible_neg_inf[r]; ++c)
-                visible_neg_inf[r] = kmask[j0 + c] == 0.0f;
-              std::fill(srow, srow + kAttnBk, 0.0f);
-              continue;
-            }
-            m_new = __builtin_nanf("");  // NaN spreads through p, l and the output
-          }
-          const Vec::F vm = Vec::set1(m_new);
-          Vec::F vsum = Vec::zero();
-          for (int c = 0; c < kAttnBk; c += Vec::W) {
-            const Vec::F e = exp(Vec::sub(Vec::load(srow + c), vm));
-            vsum = Vec::add(vsum, e);
-            Vec::store(srow + c, e);
-          }
-          if (!(m[r] == m_new)) {  // also when m_new is NaN
-            const float alpha = m[r] == neg_inf ? 0.0f : Vec::lane0(exp(Vec::set1(m[r] - m_new)));
-            l[r] *= alpha;
-            const Vec::F va = Vec::set1(alpha);
-            for (int64_t d = 0; d < Dp; d += Vec::W) Vec::store(o + r * Dp + d, Vec::mul(Vec::load(o + r * Dp + d), va));
-            m[r] = m_new;
-          }
-          l[r] += Vec::hsum(vsum);
+          attn_softmax_update(s + r * kAttnBk, first_hidden, kmask + j0, o + r * Dp, Dp, m[r], l[r],
+                              visible_neg_inf[r]);
         }
         for (int r0 = 0; r0 < nq; r0 += kAttnRB) {
           const int rows = std::min(kAttnRB, nq - r0);
