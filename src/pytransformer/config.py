@@ -6,7 +6,17 @@ import dataclasses
 import json
 import math
 import os
-from typing import Any, List, Mapping, Optional, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+#: Token ids of a batch: an integer numpy array [B, S] (any integer dtype) or nested
+#: sequences of ints (rows of equal length).
+TokenIds = Union[np.ndarray, Sequence[Sequence[int]]]
+#: Lengths of a batch's rows: an integer array [B] or a sequence of ints; None: all full.
+Lengths = Optional[Union[np.ndarray, Sequence[int]]]
+#: One list of forced target ids per source (start_tokens).
+StartTokens = Optional[Sequence[Sequence[int]]]
 
 __all__ = ["TransformerConfig"]
 

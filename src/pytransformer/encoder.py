@@ -8,7 +8,7 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence
 import numpy as np
 
 from . import _core
-from .config import TransformerConfig, _check_fits_in_memory
+from .config import Lengths, TokenIds, TransformerConfig, _check_fits_in_memory
 from .model import _ids, _lengths
 from .weights import check_weights, expected_encoder_weight_shapes
 
@@ -128,7 +128,7 @@ class EncoderModel:
         return (f"EncoderModel(d_model={c.d_model}, nhead={c.nhead}, layers={c.num_encoder_layers}, "
                 f"vocab={c.src_vocab_size}, pooling={self.pooling!r})")
 
-    def encode(self, input_ids: Any, lengths: Any = None, token_type_ids: Any = None) -> np.ndarray:
+    def encode(self, input_ids: TokenIds, lengths: Lengths = None, token_type_ids: Optional[TokenIds] = None) -> np.ndarray:
         """Last hidden states.
 
         Args:

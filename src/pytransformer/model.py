@@ -11,7 +11,7 @@ from typing import Any, Iterator, List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from . import _core
-from .config import TransformerConfig, _check_fits_in_memory
+from .config import Lengths, StartTokens, TokenIds, TransformerConfig, _check_fits_in_memory
 from .weights import check_weights, convert_torch_state_dict
 
 __all__ = ["Transformer", "GenerationResult"]
@@ -142,7 +142,7 @@ class Transformer:
 
     # -- forward ---------------------------------------------------------------
 
-    def encode(self, src_ids: Any, src_lengths: Any = None) -> np.ndarray:
+    def encode(self, src_ids: TokenIds, src_lengths: Lengths = None) -> np.ndarray:
         """Encode source token ids.
 
         Args:
@@ -160,7 +160,8 @@ class Transformer:
         lengths = _lengths(src_lengths, ids.shape[0], ids.shape[1])
         return self._model.encode(ids, lengths)
 
-    def decode(self, tgt_ids: Any, memory: np.ndarray, src_lengths: Any = None, *, return_attention: bool = False):
+    def decode(self, tgt_ids: TokenIds, memory: np.ndarray, src_lengths: Lengths = None, *,
+               return_attention: bool = False) -> Union[np.ndarray, tuple]:
         """Teacher-forced decoding: logits for every target position.
 
         Args:
@@ -302,10 +303,10 @@ class Transformer:
                              f"max_length ({c.max_length})")
         return out
 
-    def generate(self, src_ids: Any, src_lengths: Any = None, *, max_length: Optional[int] = None, min_length: int = 0,
+    def generate(self, src_ids: TokenIds, src_lengths: Lengths = None, *, max_length: Optional[int] = None, min_length: int = 0,
                  beam_size: int = 1, length_penalty: float = 1.0, num_hypotheses: int = 1,
                  sampling_topk: int = 1, sampling_topp: float = 1.0, sampling_temperature: float = 1.0,
-                 seed: Optional[int] = None, start_tokens: Any = None, return_scores: bool = True,
+                 seed: Optional[int] = None, start_tokens: StartTokens = None, return_scores: bool = True,
                  suppress_tokens: Optional[Sequence[int]] = None,
                  forced_eos: bool = False, forced_bos: Optional[int] = None,
                  early_stopping: bool = False) -> List[GenerationResult]:
@@ -385,9 +386,9 @@ class Transformer:
                 results.append(GenerationResult(seqs))
         return results
 
-    def generate_tokens(self, src_ids: Any, *, max_length: Optional[int] = None, min_length: int = 0,
+    def generate_tokens(self, src_ids: Union[TokenIds, Sequence[int]], *, max_length: Optional[int] = None, min_length: int = 0,
                         sampling_topk: int = 1, sampling_topp: float = 1.0, sampling_temperature: float = 1.0,
-                        seed: Optional[int] = None, start_tokens: Any = None,
+                        seed: Optional[int] = None, start_tokens: Optional[Sequence[int]] = None,
                         suppress_tokens: Optional[Sequence[int]] = None, forced_eos: bool = False,
                         forced_bos: Optional[int] = None) -> Iterator[int]:
         """Generate for one source, yielding each new token id as soon as it exists.
