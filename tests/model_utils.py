@@ -15,12 +15,6 @@ import numpy as np
 import pytransformer as pt
 import reference as ref
 
-# The PE table both sides use: pytransformer's own (float64 formula rounded to float32).
-
-
-def pe_table(length, d_model):
-    return pt.ops.positional_encoding(length, d_model)
-
 
 def small_config(**overrides):
     """A small model with odd sizes: d_model 24 (3 heads of 8), FFN 40, vocabularies
@@ -105,11 +99,39 @@ def _ffn(w, prefix, x, activation):
     return ref.linear(h, w[prefix + "linear2.weight"], w[prefix + "linear2.bias"])
 
 
-def _embed(table, ids, scale):
+def sinusoids(length, d, layout):
+    """The paper's PE (interleaved: sin on even columns, cos on odd) or the same
+    frequencies with all sines first (ceil(d/2) columns), then all cosines
+    (``positional="sinusoidal_concat"``), in float64 from the formula."""
+    p = np.arange(length, dtype=np.float64)[:, None]
+    c = np.arange(d)
+    if layout == "sinusoidal":
+        i, use_sin = c // 2, c % 2 == 0
+    else:
+        half = (d + 1) // 2
+        use_sin = c < half
+        i = np.where(use_sin, c, c - half)
+    angle = p / 10000.0 ** (2 * i / max(d, 1))
+    return np.where(use_sin, np.sin(angle), np.cos(angle))
+
+
+def reference_embed(config, w, ids, side):
+    """emb[ids] * scale + positions (+ token type 0 on the source side), then the
+    embedding LayerNorm; side "src" or "tgt"."""
+    c = config
     ids = np.asarray(ids)
-    L, E = ids.shape[1], table.shape[1]
-    pe = pe_table(max(L, 1), E).astype(np.float64)[:L]
-    return np.asarray(table, np.float64)[ids] * scale + pe
+    L = ids.shape[1]
+    table = w["src_embed.weight"] if side == "src" or c.share_embeddings else w["tgt_embed.weight"]
+    x = np.asarray(table, np.float64)[ids] * np.float64(np.float32(c.resolved_embedding_scale))
+    if c.positional == "learned":
+        x = x + np.asarray(w[f"{side}_pos_embed.weight"], np.float64)[:L]
+    else:
+        x = x + sinusoids(L, c.d_model, c.positional).astype(np.float32)
+    if side == "src" and c.type_vocab_size > 0:
+        x = x + np.asarray(w["src_type_embed.weight"], np.float64)[0]
+    if c.embedding_norm:
+        x = ref.layer_norm(x, w[f"{side}_embed_norm.weight"], w[f"{side}_embed_norm.bias"], c.layer_norm_eps)
+    return x
 
 
 def reference_encode(config, weights, src_ids, src_lengths=None):
@@ -117,7 +139,7 @@ def reference_encode(config, weights, src_ids, src_lengths=None):
     c, w = config, weights
     B, S = np.shape(src_ids)
     mask = None if src_lengths is None else ~valid_mask(src_lengths, S)
-    x = _embed(w["src_embed.weight"], src_ids, c.resolved_embedding_scale)
+    x = reference_embed(c, w, src_ids, "src")
     eps = c.layer_norm_eps
     for i in range(c.num_encoder_layers):
         p = f"encoder.layers.{i}."
@@ -140,7 +162,7 @@ def reference_decode(config, weights, tgt_ids, memory, src_lengths=None):
     S = np.shape(memory)[1]
     mask = None if src_lengths is None else ~valid_mask(src_lengths, S)
     table = w["src_embed.weight"] if c.share_embeddings else w["tgt_embed.weight"]
-    x = _embed(table, tgt_ids, c.resolved_embedding_scale)
+    x = reference_embed(c, w, tgt_ids, "tgt")
     memory = np.asarray(memory, np.float64)
     eps = c.layer_norm_eps
     for i in range(c.num_decoder_layers):

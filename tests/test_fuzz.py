@@ -51,6 +51,7 @@ from hypothesis import event, example, given, note
 
 import pytransformer as pt
 import reference as ref
+from model_utils import reference_decode, reference_encode
 from helpers import assert_close
 from pytransformer import _core
 
@@ -718,96 +719,8 @@ def test_fuzz_positional_encoding(length, d_model):
 # ---------------------------------------------------------------------------
 
 
-def sinusoids(length, d, layout):
-    """The paper's PE (interleaved: sin on even columns, cos on odd) or the same
-    frequencies with all sines first (ceil(d/2) columns), then all cosines."""
-    p = np.arange(length, dtype=np.float64)[:, None]
-    c = np.arange(d)
-    if layout == "sinusoidal":
-        i, use_sin = c // 2, c % 2 == 0
-    else:
-        half = (d + 1) // 2
-        use_sin = c < half
-        i = np.where(use_sin, c, c - half)
-    angle = p / 10000.0 ** (2 * i / max(d, 1))
-    return np.where(use_sin, np.sin(angle), np.cos(angle))
-
-
-def ref_embed(config, w, ids, side):
-    """emb[ids] * scale + positions (+ token type 0 on the source side), then the
-    embedding LayerNorm."""
-    c = config
-    ids = np.asarray(ids)
-    L = ids.shape[1]
-    table = w["src_embed.weight"] if side == "src" or c.share_embeddings else w["tgt_embed.weight"]
-    x = np.asarray(table, np.float64)[ids] * np.float64(np.float32(c.resolved_embedding_scale))
-    if c.positional == "learned":
-        x = x + np.asarray(w[f"{side}_pos_embed.weight"], np.float64)[:L]
-    else:
-        x = x + sinusoids(L, c.d_model, c.positional).astype(np.float32)
-    if side == "src" and c.type_vocab_size > 0:
-        x = x + np.asarray(w["src_type_embed.weight"], np.float64)[0]
-    if c.embedding_norm:
-        x = ref.layer_norm(x, w[f"{side}_embed_norm.weight"], w[f"{side}_embed_norm.bias"], c.layer_norm_eps)
-    return x
-
-
 def _mask(lengths, S):
     return None if lengths is None else np.arange(S)[None, :] >= np.asarray(lengths)[:, None]
-
-
-def _mha(w, p, q, kv, heads, mask=None, causal=False):
-    return ref.multi_head_attention(q, kv, kv, w[p + "in_proj_weight"], w[p + "in_proj_bias"],
-                                    w[p + "out_proj.weight"], w[p + "out_proj.bias"], heads,
-                                    key_padding_mask=mask, causal=causal)
-
-
-def _ffn(w, p, x, act):
-    return ref.linear(ref.linear(x, w[p + "linear1.weight"], w[p + "linear1.bias"], act),
-                      w[p + "linear2.weight"], w[p + "linear2.bias"])
-
-
-def _ln(w, p, x, eps, residual=None):
-    return ref.layer_norm(x, w[p + "weight"], w[p + "bias"], eps, residual)
-
-
-def ref_encode(c, w, src, lengths):
-    x = ref_embed(c, w, src, "src")
-    mask, eps = _mask(lengths, x.shape[1]), c.layer_norm_eps
-    for i in range(c.num_encoder_layers):
-        p = f"encoder.layers.{i}."
-        if c.norm_first:
-            h = _ln(w, p + "norm1.", x, eps)
-            x = x + _mha(w, p + "self_attn.", h, h, c.nhead, mask)
-            x = x + _ffn(w, p, _ln(w, p + "norm2.", x, eps), c.activation)
-        else:
-            x = _ln(w, p + "norm1.", x, eps, _mha(w, p + "self_attn.", x, x, c.nhead, mask))
-            x = _ln(w, p + "norm2.", x, eps, _ffn(w, p, x, c.activation))
-    if c.final_norm:
-        x = _ln(w, "encoder.norm.", x, eps)
-    return x
-
-
-def ref_decode(c, w, tgt, memory, lengths):
-    x = ref_embed(c, w, tgt, "tgt")
-    memory = np.asarray(memory, np.float64)
-    mask, eps = _mask(lengths, memory.shape[1]), c.layer_norm_eps
-    for i in range(c.num_decoder_layers):
-        p = f"decoder.layers.{i}."
-        if c.norm_first:
-            h = _ln(w, p + "norm1.", x, eps)
-            x = x + _mha(w, p + "self_attn.", h, h, c.nhead, causal=True)
-            x = x + _mha(w, p + "multihead_attn.", _ln(w, p + "norm2.", x, eps), memory, c.nhead, mask)
-            x = x + _ffn(w, p, _ln(w, p + "norm3.", x, eps), c.activation)
-        else:
-            x = _ln(w, p + "norm1.", x, eps, _mha(w, p + "self_attn.", x, x, c.nhead, causal=True))
-            x = _ln(w, p + "norm2.", x, eps, _mha(w, p + "multihead_attn.", x, memory, c.nhead, mask))
-            x = _ln(w, p + "norm3.", x, eps, _ffn(w, p, x, c.activation))
-    if c.final_norm:
-        x = _ln(w, "decoder.norm.", x, eps)
-    table = w["src_embed.weight"] if c.share_embeddings else w["tgt_embed.weight"]
-    gen = table if c.tie_output else w["generator.weight"]
-    return ref.linear(x, gen, w["generator.bias"] if c.output_bias else None)
 
 
 def weights_for(config, seed):
@@ -998,12 +911,12 @@ def test_fuzz_config_and_model(kw, seed, data):
     memory = expect(Problems(), lambda: model.encode(src, lengths), what="encode")
     if memory is None:  # refused: its buffers would exceed the machine's memory
         return
-    expected = ref_encode(config, w, src, lengths)
+    expected = reference_encode(config, w, src, lengths)
     assert_model_close(memory, expected, valid_positions(lengths, B, S), f"encode {config}")
     logits = expect(Problems(), lambda: model.decode(tgt, memory, lengths), what="decode")
     if logits is None:
         return
-    assert_model_close(logits, ref_decode(config, w, tgt, expected, lengths), np.ones((B, T), bool),
+    assert_model_close(logits, reference_decode(config, w, tgt, expected, lengths), np.ones((B, T), bool),
                        f"decode {config}")
 
 
@@ -1139,7 +1052,7 @@ def test_fuzz_encode_decode(name, seed, data):
     if memory is None:
         return
     src_arr = np.asarray(src, dtype=np.int64).reshape(B, S)
-    expected = ref_encode(c, w, src_arr, lengths)
+    expected = reference_encode(c, w, src_arr, lengths)
     assert_model_close(memory, expected, valid_positions(lengths, B, S), "encode")
 
     problems = Problems()
@@ -1180,7 +1093,7 @@ def test_fuzz_encode_decode(name, seed, data):
         return
     tgt_arr = np.asarray(tgt, dtype=np.int64).reshape(B, T)
     logits, attention = out if return_attention else (out, None)
-    assert_model_close(logits, ref_decode(c, w, tgt_arr, expected, lengths), np.ones((B, T), bool), "decode")
+    assert_model_close(logits, reference_decode(c, w, tgt_arr, expected, lengths), np.ones((B, T), bool), "decode")
     if attention is not None:
         assert attention.shape == (B, T, S) and attention.dtype == F32
         if c.num_decoder_layers and B and T:

@@ -328,22 +328,24 @@ def test_beam_search_matches_hf(case, length_penalty, early_stopping):
 
 
 def test_forced_bos_is_a_generated_token(case):
-    """The target language token: first in every hypothesis, log-probability 0, and
-    counted by max_length (as HF's forced_bos_token_id); without it the outputs differ."""
+    """The target language token (the checkpoint's forced_bos_token_id, or for BART one
+    passed to generate): first in every hypothesis, log-probability 0, counted by
+    max_length, as HF's forced_bos_token_id; without it the outputs differ."""
     spec = case["spec"]
-    if not spec.forced_bos:
-        pytest.skip("no forced_bos_token_id in this family's config")
     model = _load(case)
     ids, mask = case["ids"], case["mask"]
-    kw = dict(model.generation_defaults)
+    language = spec.language if spec.forced_bos else spec.vocab - 3
+    kw = dict(model.generation_defaults, forced_bos=language)
     res = model.generate(ids, mask.sum(1), max_length=MAX_NEW, **kw)
     for r in res:
-        assert r.sequences[0][0] == spec.language and len(r.sequences[0]) <= MAX_NEW
+        assert r.sequences[0][0] == language and len(r.sequences[0]) <= MAX_NEW
+    assert [r.sequences[0] for r in res] == _hf_generate(case["hf"], ids, mask, num_beams=1,
+                                                         forced_bos_token_id=language)
     # max_length=1: forced_eos wins (HF applies ForcedEOS after ForcedBOS) ...
     assert [r.sequences[0] for r in model.generate(ids, mask.sum(1), max_length=1, **kw)] == [[]] * len(ids)
     # ... and without it the language token is the one token, with log-probability 0.
     one = model.generate(ids, mask.sum(1), max_length=1, **dict(kw, forced_eos=False))
-    assert [r.sequences[0] for r in one] == [[spec.language]] * len(ids)
+    assert [r.sequences[0] for r in one] == [[language]] * len(ids)
     assert all(r.log_probs[0] == 0.0 for r in one)
     free = _pt_sequences(model, ids, mask, forced_bos=None)
     assert free != [r.sequences[0] for r in res]
