@@ -2,7 +2,7 @@
 # CI: the C++ extension under AddressSanitizer + UndefinedBehaviorSanitizer.
 #
 # Builds pytransformer._core with -fsanitize=address,undefined into a build dir of its
-# own, puts it beside a copy of src/pytransformer in a temporary package dir (the normal
+# own, puts it beside a copy of pytransformer/ in a temporary package dir (the normal
 # build, the development symlink and any installed copy are left alone; PYTHONPATH
 # makes the tests import the copy), and runs the kernel, model, generation, error and
 # fuzz tests with the gcc sanitizer runtimes preloaded into Python. Any sanitizer
@@ -91,10 +91,10 @@ cmake --build "$build" --target _core
 so=$(find "$build" -maxdepth 1 -name '_core*.so' | head -n 1)
 [[ -n "$so" ]] || { echo "sanitize: the build made no _core module" >&2; exit 1; }
 
-step "package dir $pkg (a copy of src/pytransformer + the sanitized _core)"
+step "package dir $pkg (a copy of pytransformer/ + the sanitized _core)"
 rm -rf "$pkg"
 mkdir -p "$pkg"
-cp -R "$root/src/pytransformer" "$pkg/"
+cp -R "$root/pytransformer" "$pkg/"
 rm -f "$pkg/pytransformer/"_core*.so   # the development symlink, if any, points at the normal build
 find "$pkg" -name __pycache__ -type d -prune -exec rm -rf {} +
 cp "$so" "$pkg/pytransformer/"

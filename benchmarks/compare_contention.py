@@ -61,7 +61,7 @@ Usage:
     python benchmarks/compare_contention.py
     python benchmarks/compare_contention.py --seconds 0.5 --repeats 1        # a smoke run
     python benchmarks/compare_contention.py --libs pt --jobs encode \\
-        --pt-path /work/base/src --pt-path /work/main/src                     # same-run A/B
+        --pt-path /work/base --pt-path /work/main                     # same-run A/B
 """
 
 from __future__ import annotations
@@ -590,7 +590,7 @@ def pt_path_type(s):
     path = os.path.abspath(os.path.expanduser(s))
     if not os.path.isfile(os.path.join(path, "pytransformer", "__init__.py")):
         raise argparse.ArgumentTypeError(f"{s!r} holds no pytransformer/__init__.py (give the folder that holds the "
-                                         "package, e.g. /work/base/src)")
+                                         "package, e.g. /work/base)")
     return path
 
 
@@ -601,7 +601,7 @@ def main(argv=None):
     p.add_argument("--jobs", type=list_type(JOBS), default=list(JOBS), help="comma-separated, out of encode,generate "
                    "(default: both)")
     p.add_argument("--pt-path", type=pt_path_type, action="append", default=None, metavar="DIR",
-                   help="run pt from the pytransformer package in DIR (e.g. /work/base/src); repeatable, one row "
+                   help="run pt from the pytransformer package in DIR (e.g. /work/base); repeatable, one row "
                    "each (default: the pytransformer that Python finds)")
     p.add_argument("--seconds", type=float, default=3.0, help="target duration of each timed loop, calibrated once "
                    "alone at 1 thread (default 3)")

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -29,8 +30,9 @@ def run(code: str, timeout: float = 120, env: dict | None = None) -> dict:
     e.pop("PYTRANSFORMER_NUM_THREADS", None)
     e.update(env or {})
     e["PYTHONPATH"] = os.pathsep.join([HERE, e.get("PYTHONPATH", "")])
+    # cwd: not the repository root, whose unbuilt pytransformer/ would shadow the installed one.
     p = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                       timeout=timeout, env=e)
+                       timeout=timeout, env=e, cwd=tempfile.gettempdir())
     assert p.returncode == 0, f"exit {p.returncode}\nstdout:\n{p.stdout[-3000:]}\nstderr:\n{p.stderr[-3000:]}"
     return json.loads(p.stdout.strip().splitlines()[-1])
 

@@ -5,7 +5,7 @@ paper's post-LN model, small) learns to rewrite dates such as "25th of November
 2026", "11/25/26", "Nov 25, 2026" or "Tuesday, 25.11.2026" as "2026-11-25".
 Training uses PyTorch on the CPU (nn.Transformer); the result is converted with
 pytransformer.Transformer.from_torch_state_dict and written, with its character
-vocabularies, to src/pytransformer/data/dates.safetensors.
+vocabularies, to pytransformer/data/dates.safetensors.
 
     python tools/train_demo.py                 # ~11 min on 2 cores
     python tools/train_demo.py --steps 200     # a quick smoke run (poor accuracy)
@@ -101,7 +101,7 @@ def main():
     ap.add_argument("--heldout", type=int, default=2000)
     ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (after warm-up)")
     ap.add_argument("--warmup", type=int, default=400)
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "src", "pytransformer", "data",
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "pytransformer", "data",
                                                   "dates.safetensors"))
     args = ap.parse_args()
 

@@ -8,7 +8,21 @@ from __future__ import annotations
 
 import warnings as _warnings
 
-from . import _core
+try:
+    from . import _core
+except ImportError:
+    import importlib.machinery as _machinery
+    import os as _os
+
+    _here = _os.path.dirname(_os.path.abspath(__file__))
+    if any(_os.path.exists(_os.path.join(_here, "_core" + s)) for s in _machinery.EXTENSION_SUFFIXES):
+        raise  # built, but it does not load: the original error says why
+    raise ImportError(
+        f"pytransformer's C++ extension (_core) is not built in {_here}. If that is the source tree, "
+        "Python found it first on sys.path (the current directory comes first for `python -c` and "
+        "`python -m`): install with `pip install .`, then use the `pytransformer` command or run Python "
+        "from another directory; to build inside the source tree, see 'Building for development' in "
+        "README.md.") from None
 from . import ops
 from .config import TransformerConfig
 from .encoder import EncoderModel, Pooling
