@@ -24,7 +24,7 @@ except ImportError:
         "from another directory; to build inside the source tree, see 'Building for development' in "
         "README.md.") from None
 from . import ops
-from .config import TransformerConfig
+from .config import EncoderConfig, TransformerConfig
 from .encoder import EncoderModel, Pooling
 from .model import GenerationResult, Transformer
 from .pretrained import from_pretrained
@@ -41,6 +41,7 @@ __all__ = [
     "get_num_threads",
     "Transformer",
     "TransformerConfig",
+    "EncoderConfig",
     "GenerationResult",
     "EncoderModel",
     "Pooling",

@@ -18,7 +18,7 @@ Lengths = Optional[Union[np.ndarray, Sequence[int]]]
 #: One list of forced target ids per source (start_tokens).
 StartTokens = Optional[Sequence[Sequence[int]]]
 
-__all__ = ["TransformerConfig"]
+__all__ = ["TransformerConfig", "EncoderConfig"]
 
 _ACTIVATIONS = ("relu", "gelu", "silu")
 _FLOAT32_MAX = 3.4028234663852886e38
@@ -40,8 +40,39 @@ def _is_float32_finite(v: Any) -> bool:
 _POSITIONALS = ("sinusoidal", "sinusoidal_concat", "learned")
 
 
+class _Serializable:
+    """to_dict / from_dict / to_json / from_json of a config dataclass."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]):
+        """Build from a mapping of field names; unknown keys raise ValueError."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"{cls.__name__}.from_dict needs a mapping, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known fields: {sorted(known)}")
+        return cls(**dict(data))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{cls.__name__}.from_json: not valid JSON ({e})") from None
+        except RecursionError:
+            raise ValueError(f"{cls.__name__}.from_json: the JSON is nested too deeply") from None
+        return cls.from_dict(data)
+
+
 @dataclasses.dataclass(frozen=True)
-class TransformerConfig:
+class TransformerConfig(_Serializable):
     """Hyper-parameters of the encoder-decoder Transformer ("Attention Is All You Need").
 
     The defaults are the paper's Transformer-base with a 32000-token vocabulary.
@@ -186,38 +217,97 @@ class TransformerConfig:
         """The embedding factor in use: ``embedding_scale`` or ``sqrt(d_model)``."""
         return math.sqrt(self.d_model) if self.embedding_scale is None else float(self.embedding_scale)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TransformerConfig":
-        """Build from a mapping of field names; unknown keys raise ValueError."""
-        if not isinstance(data, Mapping):
-            raise TypeError(f"TransformerConfig.from_dict needs a mapping, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"TransformerConfig: unknown field(s) {unknown}; known fields: {sorted(known)}")
-        return cls(**dict(data))
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "TransformerConfig":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"TransformerConfig.from_json: not valid JSON ({e})") from None
-        except RecursionError:
-            raise ValueError("TransformerConfig.from_json: the JSON is nested too deeply") from None
-        return cls.from_dict(data)
-
     def _core_dict(self) -> dict:
         """The fields the C++ model reads."""
         d = self.to_dict()
         d["embedding_scale"] = self.resolved_embedding_scale
         return d
+
+
+def _default(field: str) -> Any:
+    return TransformerConfig.__dataclass_fields__[field].default
+
+
+#: EncoderConfig field -> the TransformerConfig field it is (the rest are the same name).
+_ENCODER_RENAMES = {"num_layers": "num_encoder_layers", "vocab_size": "src_vocab_size"}
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig(_Serializable):
+    """Hyper-parameters of an encoder-only Transformer (BERT and friends): the encoder half
+    of :class:`TransformerConfig`, with one vocabulary and no decoder.
+
+    Every field means what the :class:`TransformerConfig` field of the same name means
+    (``num_layers`` is ``num_encoder_layers``, ``vocab_size`` is ``src_vocab_size``),
+    with the same default and the same checks. ``pad_id`` is the tokenizer's padding
+    id (informative: padding is given by lengths).
+    """
+
+    d_model: int = _default("d_model")
+    nhead: int = _default("nhead")
+    num_layers: int = _default("num_encoder_layers")
+    dim_feedforward: int = _default("dim_feedforward")
+    activation: str = _default("activation")
+    norm_first: bool = _default("norm_first")
+    layer_norm_eps: float = _default("layer_norm_eps")
+    final_norm: bool = _default("final_norm")
+    embedding_scale: Optional[float] = _default("embedding_scale")
+    positional: str = _default("positional")
+    type_vocab_size: int = _default("type_vocab_size")
+    embedding_norm: bool = _default("embedding_norm")
+    vocab_size: int = _default("src_vocab_size")
+    max_length: int = _default("max_length")
+    pad_id: int = _default("pad_id")
+
+    def __post_init__(self) -> None:
+        self._transformer_config()  # TransformerConfig's checks, with this class's field names
+
+    @classmethod
+    def from_transformer_config(cls, config: TransformerConfig) -> "EncoderConfig":
+        """The encoder half of an encoder-decoder config."""
+        names = {f.name: _ENCODER_RENAMES.get(f.name, f.name) for f in dataclasses.fields(cls)}
+        return cls(**{ours: getattr(config, theirs) for ours, theirs in names.items()})
+
+    def _transformer_config(self) -> TransformerConfig:
+        """The encoder-decoder config whose encoder this is (no decoder, the target side a
+        stand-in of the source vocabulary): what the C++ model and the weight table read."""
+        fields = {_ENCODER_RENAMES.get(f.name, f.name): getattr(self, f.name) for f in dataclasses.fields(self)}
+        try:
+            return TransformerConfig(**fields, num_decoder_layers=0, tgt_vocab_size=self.vocab_size,
+                                     share_embeddings=False, tie_output=True, output_bias=False,
+                                     bos_id=self.pad_id, eos_id=self.pad_id)
+        except (TypeError, ValueError) as e:
+            raise type(e)(_encoder_names(str(e))) from None
+
+    def _tables(self, encoder_only: bool = True) -> List[Tuple[str, List[Tuple[str, int]], int]]:
+        inverse = {theirs: ours for ours, theirs in _ENCODER_RENAMES.items()}
+        return [(what, [(inverse.get(f, f), v) for f, v in factors], n)
+                for what, factors, n in self._transformer_config()._tables(encoder_only=True)]
+
+    @property
+    def resolved_embedding_scale(self) -> float:
+        """The embedding factor in use: ``embedding_scale`` or ``sqrt(d_model)``."""
+        return math.sqrt(self.d_model) if self.embedding_scale is None else float(self.embedding_scale)
+
+    def _core_dict(self) -> dict:
+        return self._transformer_config()._core_dict()
+
+
+def _encoder_names(message: str) -> str:
+    """A TransformerConfig message in EncoderConfig's field names."""
+    for ours, theirs in list(_ENCODER_RENAMES.items()) + [("vocab_size", "tgt_vocab_size")]:
+        message = message.replace(theirs, ours)
+    return message.replace("TransformerConfig", "EncoderConfig")
+
+
+def as_encoder_config(config: Any) -> EncoderConfig:
+    """An EncoderConfig, or the encoder half of a TransformerConfig; TypeError otherwise."""
+    if isinstance(config, EncoderConfig):
+        return config
+    if isinstance(config, TransformerConfig):
+        return EncoderConfig.from_transformer_config(config)
+    raise TypeError(f"config must be an EncoderConfig (or a TransformerConfig, whose encoder is used), got "
+                    f"{type(config).__name__}")
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -242,8 +332,8 @@ def _physical_memory() -> Optional[int]:
     return pages * size if pages > 0 and size > 0 else None
 
 
-def _check_fits_in_memory(config: TransformerConfig, source: str, names: Optional[Mapping[str, str]] = None,
-                          encoder_only: bool = False) -> None:
+def _check_fits_in_memory(config: "TransformerConfig | EncoderConfig", source: str,
+                          names: Optional[Mapping[str, str]] = None) -> None:
     """Refuse, before anything is allocated, a config whose tables need more bytes than
     this machine has memory: a ValueError naming ``source``, the option(s) and the size.
     ``names`` maps config fields to the names the source uses (e.g. Hugging Face's)."""
@@ -251,7 +341,7 @@ def _check_fits_in_memory(config: TransformerConfig, source: str, names: Optiona
     if memory is None:
         return
     names = names or {}
-    for what, factors, nbytes in config._tables(encoder_only):
+    for what, factors, nbytes in config._tables(encoder_only=isinstance(config, EncoderConfig)):
         if nbytes > memory:
             shown = [(names.get(f, f), v) for f, v in factors]
             raise ValueError(f"{source}: {what} would take {nbytes} bytes of float32 ({_product(shown)}), more than "

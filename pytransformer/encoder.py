@@ -3,12 +3,12 @@ sentence embeddings when a tokenizer and a pooling configuration are attached.""
 
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from . import _core
-from .config import Lengths, TokenIds, TransformerConfig, _check_fits_in_memory
+from .config import EncoderConfig, Lengths, TokenIds, TransformerConfig, _check_fits_in_memory, as_encoder_config
 from .model import _ids, _lengths
 from .weights import check_weights, expected_encoder_weight_shapes
 
@@ -95,23 +95,24 @@ class Pooling:
 class EncoderModel:
     """The Transformer encoder alone (BERT and friends), on the CPU.
 
-    It runs the same C++ encoder as :class:`pytransformer.Transformer` (the
-    encoder of a model built with ``TransformerConfig`` options such as
-    ``positional="learned"``, ``type_vocab_size`` and ``embedding_norm``). Weights:
+    It runs the same C++ encoder as :class:`pytransformer.Transformer`, configured by
+    an :class:`pytransformer.EncoderConfig` (options such as ``positional="learned"``,
+    ``type_vocab_size`` and ``embedding_norm``; a :class:`TransformerConfig` is taken
+    as its encoder half). Weights:
     :func:`pytransformer.weights.expected_encoder_weight_shapes`. Usually built by
     :func:`pytransformer.from_pretrained`, which also attaches the checkpoint's
     tokenizer and pooling so that :meth:`embed` works on text.
     """
 
-    def __init__(self, config: TransformerConfig, weights: Mapping[str, Any], *, tokenizer: Any = None,
-                 pooling: Optional[Pooling] = None, normalize: bool = True, max_seq_length: Optional[int] = None):
-        if not isinstance(config, TransformerConfig):
-            raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}")
+    def __init__(self, config: Union[EncoderConfig, TransformerConfig], weights: Mapping[str, Any], *,
+                 tokenizer: Any = None, pooling: Optional[Pooling] = None, normalize: bool = True,
+                 max_seq_length: Optional[int] = None):
+        config = as_encoder_config(config)
         if max_seq_length is not None and (isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int)
                                            or max_seq_length < 1):
             raise ValueError(f"max_seq_length must be None or an int >= 1, got {max_seq_length!r}")
-        _check_fits_in_memory(config, "EncoderModel", encoder_only=True)  # before walking or copying weights
-        checked = check_weights(config, weights, expected_encoder_weight_shapes(config))
+        _check_fits_in_memory(config, "EncoderModel")  # before walking or copying weights
+        checked = check_weights(config._transformer_config(), weights, expected_encoder_weight_shapes(config))
         self._config = config
         self._model = _core.EncoderOnlyModel(config._core_dict(), checked)
         self.tokenizer = tokenizer
@@ -120,13 +121,13 @@ class EncoderModel:
         self.max_seq_length = min(max_seq_length or config.max_length, config.max_length)
 
     @property
-    def config(self) -> TransformerConfig:
+    def config(self) -> EncoderConfig:
         return self._config
 
     def __repr__(self) -> str:
         c = self._config
-        return (f"EncoderModel(d_model={c.d_model}, nhead={c.nhead}, layers={c.num_encoder_layers}, "
-                f"vocab={c.src_vocab_size}, pooling={self.pooling!r})")
+        return (f"EncoderModel(d_model={c.d_model}, nhead={c.nhead}, layers={c.num_layers}, "
+                f"vocab={c.vocab_size}, pooling={self.pooling!r})")
 
     def encode(self, input_ids: TokenIds, lengths: Lengths = None, token_type_ids: Optional[TokenIds] = None) -> np.ndarray:
         """Last hidden states.
@@ -141,7 +142,7 @@ class EncoderModel:
             float32 [B, S, d_model]; values at padding positions are unspecified.
         """
         c = self._config
-        ids = _ids(input_ids, "input_ids", c.src_vocab_size, c.max_length)
+        ids = _ids(input_ids, "input_ids", c.vocab_size, c.max_length)
         lens = _lengths(lengths, ids.shape[0], ids.shape[1], "lengths")
         types = None
         if token_type_ids is not None:
@@ -222,9 +223,9 @@ class EncoderModel:
         for i, (ids, _) in enumerate(out):
             if not ids:
                 raise ValueError(f"texts[{i}] tokenizes to no tokens")
-            if max(ids) >= self._config.src_vocab_size:
+            if max(ids) >= self._config.vocab_size:
                 raise ValueError(f"the tokenizer produced id {max(ids)} for texts[{i}], outside the model's "
-                                 f"vocabulary ({self._config.src_vocab_size})")
+                                 f"vocabulary ({self._config.vocab_size})")
         return out
 
     def state_dict(self) -> dict:

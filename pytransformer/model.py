@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _core
 from .config import Lengths, StartTokens, TokenIds, TransformerConfig, _check_fits_in_memory
-from .weights import check_weights, convert_torch_state_dict
+from .weights import check_weights
 
 __all__ = ["Transformer", "GenerationResult"]
 
@@ -490,4 +490,6 @@ class Transformer:
             config = pt.TransformerConfig(d_model=512, nhead=8, ...)
             pt_model = pt.Transformer.from_torch_state_dict(model.state_dict(), config)
         """
+        from .families.torch import convert_torch_state_dict  # the families import this module
+
         return cls(config, convert_torch_state_dict(state_dict, config, ignore))

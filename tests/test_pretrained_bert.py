@@ -86,8 +86,9 @@ def test_minilm_config(minilm_path):
     model = pt.from_pretrained(minilm_path)
     assert isinstance(model, pt.EncoderModel)
     c = model.config
-    assert (c.d_model, c.nhead, c.num_encoder_layers, c.dim_feedforward) == (384, 12, 6, 1536)
-    assert (c.src_vocab_size, c.type_vocab_size, c.max_length) == (30522, 2, 512)
+    assert isinstance(c, pt.EncoderConfig)  # an encoder-only spec: no target vocabulary, no decoder
+    assert (c.d_model, c.nhead, c.num_layers, c.dim_feedforward) == (384, 12, 6, 1536)
+    assert (c.vocab_size, c.type_vocab_size, c.max_length) == (30522, 2, 512)
     assert c.activation == "gelu" and c.layer_norm_eps == 1e-12 and c.positional == "learned"
     assert model.pooling.modes == ("mean",) and model.normalize is True and model.max_seq_length == 256
     # the folder's tokenizer.json: BERT's uncased WordPiece vocabulary
@@ -220,7 +221,7 @@ def test_synthetic_bert_matches_numpy(isa, tmp_path, rng):
     model = pt.from_pretrained(folder)
     assert isinstance(model, pt.EncoderModel)
     c = model.config
-    assert (c.d_model, c.nhead, c.num_encoder_layers, c.dim_feedforward, c.src_vocab_size, c.max_length) == (
+    assert (c.d_model, c.nhead, c.num_layers, c.dim_feedforward, c.vocab_size, c.max_length) == (
         36, 3, 2, 52, 50, 40)
     ids, lengths, types = _batch(rng, config)
     out = model.encode(ids, lengths, types)

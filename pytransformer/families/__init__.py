@@ -13,9 +13,16 @@ model_type     module                           builds
 ``bart``       :mod:`.bart`                     Transformer
 ``mbart``      :mod:`.bart`                     Transformer
 ``m2m_100``    :mod:`.m2m100` (M2M100, NLLB)    Transformer
+(state dict)   :mod:`.torch` (nn.Transformer)   Transformer
 =============  ===============================  ===========================
 
-``torch.nn.Transformer`` state dicts load with :meth:`pytransformer.Transformer.from_torch_state_dict`.
+Encoder-only families build an :class:`pytransformer.EncoderModel` from an
+:class:`pytransformer.EncoderConfig` (no target side); encoder-decoder families build a
+:class:`pytransformer.Transformer` from a :class:`pytransformer.TransformerConfig`.
+
+``torch.nn.Transformer`` state dicts (no ``config.json``, so no ``model_type``) are the
+:mod:`.torch` family, loaded with :meth:`pytransformer.Transformer.from_torch_state_dict`
+and the caller's config.
 """
 
 from __future__ import annotations

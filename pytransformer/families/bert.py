@@ -10,15 +10,15 @@ from typing import Dict
 
 import numpy as np
 
-from ..config import TransformerConfig, _check_fits_in_memory, _short
+from ..config import EncoderConfig, _check_fits_in_memory, _short
 from ..encoder import EncoderModel, Pooling
 from . import register
 from ._hf import (ACTIVATIONS, HFConfig, build, concat_rows, folder_tokenizer, inside, layer_norm_pair, leftovers,
                   load_state_dict, read_json, strip_prefix, take, unsupported)
 
-# config.json's names for the fields of TransformerConfig, in the messages about sizes
-_BERT_NAMES = {"d_model": "hidden_size", "nhead": "num_attention_heads", "num_encoder_layers": "num_hidden_layers",
-               "dim_feedforward": "intermediate_size", "src_vocab_size": "vocab_size",
+# config.json's names for the fields of EncoderConfig, in the messages about sizes
+_BERT_NAMES = {"d_model": "hidden_size", "nhead": "num_attention_heads", "num_layers": "num_hidden_layers",
+               "dim_feedforward": "intermediate_size", "vocab_size": "vocab_size",
                "max_length": "max_position_embeddings", "type_vocab_size": "type_vocab_size"}
 
 
@@ -37,14 +37,13 @@ def load(path: str, hf: HFConfig) -> EncoderModel:
     if E % H:
         raise ValueError(f"from_pretrained: {hf.file!r}: num_attention_heads ({H}) does not divide hidden_size ({E})")
     vocab = hf.integer("vocab_size")
-    config = TransformerConfig(
-        d_model=E, nhead=H, num_encoder_layers=hf.integer("num_hidden_layers"), num_decoder_layers=0,
-        dim_feedforward=hf.integer("intermediate_size"), activation=ACTIVATIONS[act], norm_first=False,
-        layer_norm_eps=hf.number("layer_norm_eps", 1e-12, minimum=0.0), final_norm=False, embedding_scale=1.0,
-        positional="learned", type_vocab_size=hf.integer("type_vocab_size", 0, default=2), embedding_norm=True,
-        src_vocab_size=vocab, tgt_vocab_size=max(vocab, 3), share_embeddings=False, tie_output=True,
-        output_bias=False, max_length=hf.integer("max_position_embeddings"), pad_id=0, bos_id=1, eos_id=2)
-    _check_fits_in_memory(config, f"from_pretrained: {hf.file!r}", _BERT_NAMES, encoder_only=True)
+    config = EncoderConfig(
+        d_model=E, nhead=H, num_layers=hf.integer("num_hidden_layers"), dim_feedforward=hf.integer("intermediate_size"),
+        activation=ACTIVATIONS[act], norm_first=False, layer_norm_eps=hf.number("layer_norm_eps", 1e-12, minimum=0.0),
+        final_norm=False, embedding_scale=1.0, positional="learned",
+        type_vocab_size=hf.integer("type_vocab_size", 0, default=2), embedding_norm=True, vocab_size=vocab,
+        max_length=hf.integer("max_position_embeddings"), pad_id=0)
+    _check_fits_in_memory(config, f"from_pretrained: {hf.file!r}", _BERT_NAMES)
     # The sentence-transformers files are read (and checked) before the weights.
     tokenizer, pooling, normalize, max_seq = _sentence_transformers_parts(path, config.max_length)
     state = strip_prefix(load_state_dict(path), ("bert.",))
@@ -54,7 +53,7 @@ def load(path: str, hf: HFConfig) -> EncoderModel:
                   max_seq_length=max_seq)
 
 
-def _bert_weights(state: Dict[str, np.ndarray], c: TransformerConfig, origin: Dict[str, str]) -> Dict[str, np.ndarray]:
+def _bert_weights(state: Dict[str, np.ndarray], c: EncoderConfig, origin: Dict[str, str]) -> Dict[str, np.ndarray]:
     used: set = set()
     w: Dict[str, np.ndarray] = {}
 
@@ -71,7 +70,7 @@ def _bert_weights(state: Dict[str, np.ndarray], c: TransformerConfig, origin: Di
     if c.type_vocab_size > 0:
         put("src_type_embed.weight", "embeddings.token_type_embeddings.weight")
     put_ln("src_embed_norm.", "embeddings.LayerNorm.")
-    for i in range(c.num_encoder_layers):
+    for i in range(c.num_layers):
         s, d = f"encoder.layer.{i}.", f"encoder.layers.{i}."
         for kind in ("weight", "bias"):
             names = [f"{s}attention.self.{n}.{kind}" for n in ("query", "key", "value")]
