@@ -21,6 +21,28 @@ def _isa_request_warning() -> str: ...
 def _set_isa(isa: str) -> None: ...
 def _weight_table(config: Dict[str, Any], encoder_only: bool = False) -> Dict[str, Tuple[int, ...]]: ...
 
+class GenerationOptions:
+    """Every option of one generate/stream call (no defaults here: they live in
+    pytransformer.Transformer.generate); read-only attributes of the same names."""
+    def __init__(self, *, max_length: int, min_length: int, beam_size: int, length_penalty: float,
+                 num_hypotheses: int, sampling_topk: int, sampling_topp: float, sampling_temperature: float,
+                 seed: int, return_scores: bool, suppress_tokens: List[int], forced_eos: bool,
+                 forced_bos: Optional[int], early_stopping: bool) -> None: ...
+    max_length: int
+    min_length: int
+    beam_size: int
+    length_penalty: float
+    num_hypotheses: int
+    sampling_topk: int
+    sampling_topp: float
+    sampling_temperature: float
+    seed: int
+    return_scores: bool
+    suppress_tokens: List[int]
+    forced_eos: bool
+    forced_bos: Optional[int]
+    early_stopping: bool
+
 class TokenStream:
     def next(self) -> int: ...  # -1 once the stream is finished
 
@@ -34,9 +56,9 @@ class TransformerModel:
     def __init__(self, config: Dict[str, Any], weights: Dict[str, FloatArray]) -> None: ...
     def state_dict(self) -> Dict[str, FloatArray]: ...
     def generate(self, src_ids: IdArray, src_lengths: Optional[IdArray], start_tokens: Optional[List[List[int]]],
-                 options: Dict[str, Any]) -> List[List[Hypothesis]]: ...
+                 options: GenerationOptions) -> List[List[Hypothesis]]: ...
     def stream(self, src_ids: IdArray, start_tokens: Optional[List[List[int]]],
-               options: Dict[str, Any]) -> TokenStream: ...
+               options: GenerationOptions) -> TokenStream: ...
     def encode(self, src_ids: IdArray, src_lengths: Optional[IdArray] = None) -> FloatArray: ...
     def decode(self, tgt_ids: IdArray, memory: FloatArray, src_lengths: Optional[IdArray] = None,
                return_attention: bool = False) -> Any: ...

@@ -6,7 +6,7 @@ import dataclasses
 import math
 import os
 import threading
-from typing import Any, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -62,6 +62,13 @@ def _lengths(value: Any, batch: int, length: int, name: str = "src_lengths") -> 
         b = int(np.argmax((arr < 0) | (arr > length)))
         raise ValueError(f"{name}[{b}] = {arr[b]} is outside [0, {length}] (the row has {length} positions)")
     return np.ascontiguousarray(arr, dtype=np.int32)
+
+
+#: The defaults of Transformer.generate's options (generate_tokens uses the same); max_length's (None) depends on the model and the start tokens.
+GENERATION_DEFAULTS: Dict[str, Any] = dict(
+    min_length=0, beam_size=1, length_penalty=1.0, num_hypotheses=1, sampling_topk=1, sampling_topp=1.0,
+    sampling_temperature=1.0, return_scores=True, forced_eos=False, early_stopping=False)
+_D = GENERATION_DEFAULTS
 
 
 @dataclasses.dataclass
@@ -194,8 +201,7 @@ class Transformer:
 
     def _generation_options(self, max_length, min_length, beam_size, length_penalty, num_hypotheses,
                             sampling_topk, sampling_topp, sampling_temperature, seed, return_scores,
-                            suppress_tokens=None, forced_eos=False, forced_bos=None,
-                            early_stopping=False) -> dict:
+                            suppress_tokens, forced_eos, forced_bos, early_stopping) -> "_core.GenerationOptions":
         c = self._config
         max_length = _int_option("max_length", max_length, 1, c.max_length, " (the model's max_length)")
         min_length = _int_option("min_length", min_length, 0)
@@ -241,11 +247,11 @@ class Transformer:
                                      f"(vocabulary size {self._config.tgt_vocab_size})")
                 suppress.append(int(t))
         self._check_generable(set(suppress), min_length, max_length, forced_eos, forced_bos is not None)
-        return dict(max_length=max_length, min_length=min_length, beam_size=beam_size,
-                    length_penalty=length_penalty, num_hypotheses=num_hypotheses, sampling_topk=sampling_topk,
-                    sampling_topp=sampling_topp, sampling_temperature=sampling_temperature, seed=seed,
-                    return_scores=return_scores, suppress_tokens=suppress, forced_eos=forced_eos,
-                    forced_bos=forced_bos, early_stopping=early_stopping)
+        return _core.GenerationOptions(
+            max_length=max_length, min_length=min_length, beam_size=beam_size, length_penalty=length_penalty,
+            num_hypotheses=num_hypotheses, sampling_topk=sampling_topk, sampling_topp=sampling_topp,
+            sampling_temperature=sampling_temperature, seed=seed, return_scores=return_scores,
+            suppress_tokens=suppress, forced_eos=forced_eos, forced_bos=forced_bos, early_stopping=early_stopping)
 
     def _default_max_length(self, start_tokens: Any, one_source: bool = False) -> int:
         """256, or what the model's positions leave after the longest start tokens."""
@@ -303,13 +309,14 @@ class Transformer:
                              f"max_length ({c.max_length})")
         return out
 
-    def generate(self, src_ids: TokenIds, src_lengths: Lengths = None, *, max_length: Optional[int] = None, min_length: int = 0,
-                 beam_size: int = 1, length_penalty: float = 1.0, num_hypotheses: int = 1,
-                 sampling_topk: int = 1, sampling_topp: float = 1.0, sampling_temperature: float = 1.0,
-                 seed: Optional[int] = None, start_tokens: StartTokens = None, return_scores: bool = True,
-                 suppress_tokens: Optional[Sequence[int]] = None,
-                 forced_eos: bool = False, forced_bos: Optional[int] = None,
-                 early_stopping: bool = False) -> List[GenerationResult]:
+    def generate(self, src_ids: TokenIds, src_lengths: Lengths = None, *, max_length: Optional[int] = None,
+                 min_length: int = _D["min_length"], beam_size: int = _D["beam_size"],
+                 length_penalty: float = _D["length_penalty"], num_hypotheses: int = _D["num_hypotheses"],
+                 sampling_topk: int = _D["sampling_topk"], sampling_topp: float = _D["sampling_topp"],
+                 sampling_temperature: float = _D["sampling_temperature"], seed: Optional[int] = None,
+                 start_tokens: StartTokens = None, return_scores: bool = _D["return_scores"],
+                 suppress_tokens: Optional[Sequence[int]] = None, forced_eos: bool = _D["forced_eos"],
+                 forced_bos: Optional[int] = None, early_stopping: bool = _D["early_stopping"]) -> List[GenerationResult]:
         """Generate target sequences for a batch of sources (the whole loop runs in C++).
 
         Every target starts with ``bos_id``; generation stops at ``eos_id`` or after
@@ -374,7 +381,7 @@ class Transformer:
         opts = self._generation_options(max_length, min_length, beam_size, length_penalty, num_hypotheses,
                                         sampling_topk, sampling_topp, sampling_temperature, seed, return_scores,
                                         suppress_tokens, forced_eos, forced_bos, early_stopping)
-        start = self._start_tokens(start_tokens, ids.shape[0], opts["max_length"])
+        start = self._start_tokens(start_tokens, ids.shape[0], opts.max_length)
         raw = self._model.generate(ids, lengths, start, opts)
         results = []
         for hyps in raw:
@@ -386,11 +393,12 @@ class Transformer:
                 results.append(GenerationResult(seqs))
         return results
 
-    def generate_tokens(self, src_ids: Union[TokenIds, Sequence[int]], *, max_length: Optional[int] = None, min_length: int = 0,
-                        sampling_topk: int = 1, sampling_topp: float = 1.0, sampling_temperature: float = 1.0,
-                        seed: Optional[int] = None, start_tokens: Optional[Sequence[int]] = None,
-                        suppress_tokens: Optional[Sequence[int]] = None, forced_eos: bool = False,
-                        forced_bos: Optional[int] = None) -> Iterator[int]:
+    def generate_tokens(self, src_ids: Union[TokenIds, Sequence[int]], *, max_length: Optional[int] = None,
+                        min_length: int = _D["min_length"], sampling_topk: int = _D["sampling_topk"],
+                        sampling_topp: float = _D["sampling_topp"],
+                        sampling_temperature: float = _D["sampling_temperature"], seed: Optional[int] = None,
+                        start_tokens: Optional[Sequence[int]] = None, suppress_tokens: Optional[Sequence[int]] = None,
+                        forced_eos: bool = _D["forced_eos"], forced_bos: Optional[int] = None) -> Iterator[int]:
         """Generate for one source, yielding each new token id as soon as it exists.
 
         For streaming UIs: greedy search (default) or sampling, with the options of
@@ -408,9 +416,10 @@ class Transformer:
             raise ValueError(f"generate_tokens takes one source, got a batch of {ids.shape[0]}")
         if max_length is None:
             max_length = self._default_max_length(start_tokens, one_source=True)
-        opts = self._generation_options(max_length, min_length, 1, 1.0, 1, sampling_topk, sampling_topp,
-                                        sampling_temperature, seed, False, suppress_tokens, forced_eos, forced_bos)
-        start = self._start_tokens(None if start_tokens is None else [start_tokens], 1, opts["max_length"])
+        opts = self._generation_options(max_length, min_length, 1, _D["length_penalty"], 1, sampling_topk,
+                                        sampling_topp, sampling_temperature, seed, False, suppress_tokens, forced_eos,
+                                        forced_bos, False)
+        start = self._start_tokens(None if start_tokens is None else [start_tokens], 1, opts.max_length)
         stream = self._model.stream(ids, start, opts)
         lock = threading.Lock()
 

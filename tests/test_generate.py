@@ -947,3 +947,28 @@ def test_concurrent_generate_from_python_threads():
                     assert a == b
                 else:
                     assert same_results(a, b), kw
+
+
+def test_generation_defaults_live_in_one_place():
+    """generate and generate_tokens take their defaults from model.GENERATION_DEFAULTS, and the
+    C++ options have none (every one must be given)."""
+    import inspect
+
+    from pytransformer import _core
+    from pytransformer.model import GENERATION_DEFAULTS
+
+    for fn in (pt.Transformer.generate, pt.Transformer.generate_tokens):
+        params = inspect.signature(fn).parameters
+        shared = [k for k in GENERATION_DEFAULTS if k in params]
+        assert len(shared) >= 5, fn
+        assert {k: params[k].default for k in shared} == {k: GENERATION_DEFAULTS[k] for k in shared}, fn
+    with pytest.raises(TypeError):
+        _core.GenerationOptions(max_length=5)
+    o = _core.GenerationOptions(max_length=5, min_length=1, beam_size=2, length_penalty=0.5, num_hypotheses=2,
+                                sampling_topk=1, sampling_topp=1.0, sampling_temperature=1.0, seed=2**64 - 1,
+                                return_scores=False, suppress_tokens=[3, 4], forced_eos=True, forced_bos=None,
+                                early_stopping=True)
+    assert (o.max_length, o.min_length, o.beam_size, o.length_penalty, o.num_hypotheses, o.seed) == (
+        5, 1, 2, 0.5, 2, 2**64 - 1)
+    assert (o.return_scores, o.suppress_tokens, o.forced_eos, o.forced_bos, o.early_stopping) == (
+        False, [3, 4], True, None, True)

@@ -84,16 +84,17 @@ def test_core_refuses_nothing_generable_directly(model, src):
     c = model.config
     opts = dict(max_length=5, min_length=0, beam_size=1, length_penalty=1.0, num_hypotheses=1, sampling_topk=1,
                 sampling_topp=1.0, sampling_temperature=1.0, seed=0, return_scores=True,
-                suppress_tokens=list(range(c.tgt_vocab_size)), forced_eos=False)
+                suppress_tokens=list(range(c.tgt_vocab_size)), forced_eos=False, forced_bos=None,
+                early_stopping=False)
     ids = np.ascontiguousarray(src, dtype=np.int32)
     for beam in (1, 3):
         with pytest.raises(ValueError, match="nothing can be generated"):
-            model._model.generate(ids, None, None, dict(opts, beam_size=beam))
+            model._model.generate(ids, None, None, _core.GenerationOptions(**dict(opts, beam_size=beam)))
     with pytest.raises(ValueError, match="nothing can be generated"):
-        model._model.stream(ids[:1], None, opts)
+        model._model.stream(ids[:1], None, _core.GenerationOptions(**opts))
     only_eos = dict(opts, suppress_tokens=[t for t in range(c.tgt_vocab_size) if t != c.eos_id], min_length=2)
     with pytest.raises(ValueError, match="min_length"):
-        model._model.generate(ids, None, None, only_eos)
+        model._model.generate(ids, None, None, _core.GenerationOptions(**only_eos))
 
 
 def test_forced_eos_alone_is_fine(model, src):
@@ -181,14 +182,24 @@ def test_core_huge_options_name_the_option(model, src):
     ids = np.ascontiguousarray(src, dtype=np.int32)
     base = dict(max_length=5, min_length=0, beam_size=1, length_penalty=1.0, num_hypotheses=1, sampling_topk=1,
                 sampling_topp=1.0, sampling_temperature=1.0, seed=0, return_scores=True, suppress_tokens=[],
-                forced_eos=False)
+                forced_eos=False, forced_bos=None, early_stopping=False)
     for key, value in [("beam_size", 2**62), ("beam_size", 2**70), ("max_length", 2**70), ("seed", 2**70),
-                       ("num_hypotheses", -1), ("length_penalty", 10**400), ("suppress_tokens", [2**70])]:
-        with pytest.raises((ValueError, OverflowError, TypeError), match=key):
-            model._model.generate(ids, None, None, dict(base, **{key: value}))
+                       ("seed", -1), ("num_hypotheses", -1), ("length_penalty", 10**400), ("length_penalty", 1e39),
+                       ("suppress_tokens", [2**70]), ("forced_bos", 2**40)]:
+        with pytest.raises(ValueError, match=f"^{key}"):   # the message starts with the option's name
+            _core.GenerationOptions(**dict(base, **{key: value}))
+    for key, value in [("max_length", 5.0), ("return_scores", 1), ("suppress_tokens", "abc"),
+                       ("suppress_tokens", [1.0]), ("length_penalty", "1"), ("early_stopping", None)]:
+        with pytest.raises(TypeError, match=f"^{key}"):
+            _core.GenerationOptions(**dict(base, **{key: value}))
+    # Ids within the C++ types but outside this model's vocabulary: refused by the model.
+    for key, value in [("suppress_tokens", [model.config.tgt_vocab_size]), ("forced_bos", 10**6)]:
+        with pytest.raises(ValueError, match=key):
+            model._model.generate(ids, None, None, _core.GenerationOptions(**dict(base, **{key: value})))
     # A beam size that fits the C++ types but not the machine.
     with pytest.raises(ValueError, match="memory"):
-        model._model.generate(ids, None, None, dict(base, beam_size=2**30, num_hypotheses=1, max_length=30))
+        model._model.generate(ids, None, None,
+                              _core.GenerationOptions(**dict(base, beam_size=2**30, num_hypotheses=1, max_length=30)))
 
 
 @pytest.mark.parametrize("call,match", [

@@ -55,14 +55,6 @@ int64_t option_value(py::handle v, const char* name, int64_t lo, int64_t hi) {
   return x;
 }
 
-int64_t option_int(const py::dict& d, const char* key, int64_t lo, int64_t hi) {
-  if (!d.contains(key)) throw py::value_error(std::string("options are missing '") + key + "'");
-  py::handle v = d[key];
-  if (py::isinstance<py::bool_>(v) || !py::isinstance<py::int_>(v))
-    throw py::type_error(std::string(key) + " must be an int");
-  return option_value(v, key, lo, hi);
-}
-
 // An int in [lo, INT32_MAX] (sizes and ids are 32-bit in the kernels' index math).
 int64_t get_size(const py::dict& d, const char* key, int64_t lo) {
   if (!d.contains(key)) throw py::value_error(std::string("config is missing '") + key + "'");
@@ -70,13 +62,6 @@ int64_t get_size(const py::dict& d, const char* key, int64_t lo) {
   if (py::isinstance<py::bool_>(v) || !py::isinstance<py::int_>(v))
     throw py::type_error(std::string("config '") + key + "' must be an int");
   return option_value(v, (std::string("config '") + key + "'").c_str(), lo, 2147483647);
-}
-
-float option_finite(const py::dict& d, const char* key) {
-  const double v = get<double>(d, key);
-  const float f = static_cast<float>(v);
-  if (!std::isfinite(f)) throw py::value_error(std::string(key) + " must be finite in float32");
-  return f;
 }
 
 float get_finite(const py::dict& d, const char* key) {
@@ -175,6 +160,69 @@ model::WeightMap weight_map(const py::dict& weights, const char* fn, std::vector
   return map;
 }
 
+// The keyword arguments of _core.GenerationOptions, each converted on its own with a
+// message naming it (never pybind11's "incompatible function arguments"). Ranges that
+// depend on the model (ids below the vocabulary size) are checked by model::generate.
+int64_t int_arg(py::handle v, const char* name, int64_t lo, int64_t hi) {
+  if (py::isinstance<py::bool_>(v) || !py::isinstance<py::int_>(v))
+    throw py::type_error(std::string(name) + " must be an int, got " + std::string(py::str(py::type::of(v).attr("__name__"))));
+  return option_value(v, name, lo, hi);
+}
+
+bool bool_arg(py::handle v, const char* name) {
+  if (!py::isinstance<py::bool_>(v)) throw py::type_error(std::string(name) + " must be a bool");
+  return v.cast<bool>();
+}
+
+double number_arg(py::handle v, const char* name) {
+  if (py::isinstance<py::bool_>(v) || !(py::isinstance<py::int_>(v) || py::isinstance<py::float_>(v)))
+    throw py::type_error(std::string(name) + " must be a number");
+  const double x = PyFloat_AsDouble(v.ptr());
+  if (x == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw py::value_error(std::string(name) + " = " + std::string(py::repr(v)).substr(0, 40) + " does not fit a double");
+  }
+  return x;
+}
+
+constexpr int64_t kInt32Max = 2147483647;
+
+model::GenerationOptions make_generation_options(py::handle max_length, py::handle min_length, py::handle beam_size,
+                                                 py::handle length_penalty, py::handle num_hypotheses,
+                                                 py::handle sampling_topk, py::handle sampling_topp,
+                                                 py::handle sampling_temperature, py::handle seed,
+                                                 py::handle return_scores, py::handle suppress_tokens,
+                                                 py::handle forced_eos, py::handle forced_bos,
+                                                 py::handle early_stopping) {
+  model::GenerationOptions g;
+  g.max_length = int_arg(max_length, "max_length", 1, kInt32Max);
+  g.min_length = int_arg(min_length, "min_length", 0, kInt32Max);
+  g.beam_size = int_arg(beam_size, "beam_size", 1, kInt32Max);
+  const double lp = number_arg(length_penalty, "length_penalty");
+  g.length_penalty = static_cast<float>(lp);
+  if (!std::isfinite(g.length_penalty)) throw py::value_error("length_penalty must be finite in float32");
+  g.num_hypotheses = int_arg(num_hypotheses, "num_hypotheses", 1, kInt32Max);
+  g.sampling_topk = int_arg(sampling_topk, "sampling_topk", 0, std::numeric_limits<int64_t>::max());
+  g.sampling_topp = number_arg(sampling_topp, "sampling_topp");
+  g.sampling_temperature = number_arg(sampling_temperature, "sampling_temperature");
+  if (py::isinstance<py::bool_>(seed) || !py::isinstance<py::int_>(seed)) throw py::type_error("seed must be an int");
+  const unsigned long long sd = PyLong_AsUnsignedLongLong(seed.ptr());
+  if (sd == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw py::value_error("seed = " + std::string(py::repr(seed)).substr(0, 40) + " is outside [0, 2**64 - 1]");
+  }
+  g.seed = sd;
+  g.return_scores = bool_arg(return_scores, "return_scores");
+  if (py::isinstance<py::str>(suppress_tokens) || !py::isinstance<py::iterable>(suppress_tokens))
+    throw py::type_error("suppress_tokens must be a list of ints");
+  for (py::handle t : suppress_tokens)
+    g.suppress_tokens.push_back(static_cast<int32_t>(int_arg(t, "suppress_tokens", 0, kInt32Max)));
+  g.forced_eos = bool_arg(forced_eos, "forced_eos");
+  g.forced_bos = forced_bos.is_none() ? -1 : static_cast<int32_t>(int_arg(forced_bos, "forced_bos", 0, kInt32Max));
+  g.early_stopping = bool_arg(early_stopping, "early_stopping");
+  return g;
+}
+
 class PyTransformer {
  public:
   PyTransformer(const py::dict& config, const py::dict& weights) {
@@ -184,35 +232,6 @@ class PyTransformer {
     SigintScope watch;
     py::gil_scoped_release release;
     model_ = std::make_unique<model::Transformer>(cfg, map);
-  }
-
-  model::GenerationOptions options(const py::dict& o) const {
-    constexpr int64_t kInt32Max = 2147483647;
-    model::GenerationOptions g;
-    g.max_length = option_int(o, "max_length", 1, kInt32Max);
-    g.min_length = option_int(o, "min_length", 0, kInt32Max);
-    g.beam_size = option_int(o, "beam_size", 1, kInt32Max);
-    g.length_penalty = option_finite(o, "length_penalty");
-    g.num_hypotheses = option_int(o, "num_hypotheses", 1, kInt32Max);
-    g.sampling_topk = option_int(o, "sampling_topk", 0, std::numeric_limits<int64_t>::max());
-    g.sampling_topp = get<double>(o, "sampling_topp");
-    g.sampling_temperature = get<double>(o, "sampling_temperature");
-    g.seed = get<uint64_t>(o, "seed");
-    g.return_scores = get<bool>(o, "return_scores");
-    const py::object sup = o.contains("suppress_tokens") ? py::reinterpret_borrow<py::object>(o["suppress_tokens"])
-                                                         : py::list();
-    for (py::handle t : sup) {
-      if (py::isinstance<py::bool_>(t) || !py::isinstance<py::int_>(t))
-        throw py::type_error("suppress_tokens must hold ints");
-      const auto v = option_value(t, "suppress_tokens", 0, model_->config().tgt_vocab_size - 1);
-      g.suppress_tokens.push_back(static_cast<int32_t>(v));
-    }
-    g.forced_eos = get<bool>(o, "forced_eos");
-    g.forced_bos = o.contains("forced_bos") && !o["forced_bos"].is_none()
-                       ? static_cast<int32_t>(option_int(o, "forced_bos", 0, model_->config().tgt_vocab_size - 1))
-                       : -1;
-    g.early_stopping = o.contains("early_stopping") && get<bool>(o, "early_stopping");
-    return g;
   }
 
   std::vector<std::vector<int32_t>> prefixes(py::handle obj, int64_t B) const {
@@ -234,7 +253,8 @@ class PyTransformer {
   }
 
   // [[(tokens, score, log_prob), ...] per source]
-  py::list generate(py::handle ids_obj, py::handle lengths_obj, py::handle start_obj, const py::dict& opts) const {
+  py::list generate(py::handle ids_obj, py::handle lengths_obj, py::handle start_obj,
+                    const model::GenerationOptions& g) const {
     const auto& c = model_->config();
     IntArray ids = int_array(ids_obj, "src_ids", 2);
     const int64_t B = ids.shape(0), S = ids.shape(1);
@@ -242,7 +262,6 @@ class PyTransformer {
     check_ids(ids, c.src_vocab_size, "src_ids");
     auto lengths = lengths_array(lengths_obj, B, S);
     const auto start = prefixes(start_obj, B);
-    const model::GenerationOptions g = options(opts);
     std::vector<std::vector<model::Hypothesis>> results;
     {
       SigintScope watch;
@@ -258,7 +277,8 @@ class PyTransformer {
     return out;
   }
 
-  std::unique_ptr<model::TokenStream> stream(py::handle ids_obj, py::handle start_obj, const py::dict& opts) const {
+  std::unique_ptr<model::TokenStream> stream(py::handle ids_obj, py::handle start_obj,
+                                             const model::GenerationOptions& g) const {
     const auto& c = model_->config();
     IntArray ids = int_array(ids_obj, "src_ids", 2);
     if (ids.shape(0) != 1) throw py::value_error("generate_tokens takes one source");
@@ -266,7 +286,6 @@ class PyTransformer {
     if (S > c.max_length) throw py::value_error("source length exceeds max_length");
     check_ids(ids, c.src_vocab_size, "src_ids");
     const auto start = prefixes(start_obj, 1);
-    const model::GenerationOptions g = options(opts);
     SigintScope watch;
     py::gil_scoped_release release;
     return std::make_unique<model::TokenStream>(*model_, ids.data(), S, start.empty() ? std::vector<int32_t>{} : start[0],
@@ -398,6 +417,31 @@ void bind_model(py::module_& m) {
       },
       "config"_a, "encoder_only"_a = false,
       "Every weight a model with this config (a TransformerConfig._core_dict()) needs: name -> shape.");
+  py::class_<model::GenerationOptions>(
+      m, "GenerationOptions",
+      "The options of one generate/stream call, every one given (their defaults live in "
+      "pytransformer.Transformer.generate); immutable.")
+      .def(py::init(&make_generation_options), py::kw_only(), "max_length"_a, "min_length"_a, "beam_size"_a,
+           "length_penalty"_a, "num_hypotheses"_a, "sampling_topk"_a, "sampling_topp"_a, "sampling_temperature"_a,
+           "seed"_a, "return_scores"_a, "suppress_tokens"_a, "forced_eos"_a, "forced_bos"_a, "early_stopping"_a)
+      .def_readonly("max_length", &model::GenerationOptions::max_length)
+      .def_readonly("min_length", &model::GenerationOptions::min_length)
+      .def_readonly("beam_size", &model::GenerationOptions::beam_size)
+      .def_readonly("length_penalty", &model::GenerationOptions::length_penalty)
+      .def_readonly("num_hypotheses", &model::GenerationOptions::num_hypotheses)
+      .def_readonly("sampling_topk", &model::GenerationOptions::sampling_topk)
+      .def_readonly("sampling_topp", &model::GenerationOptions::sampling_topp)
+      .def_readonly("sampling_temperature", &model::GenerationOptions::sampling_temperature)
+      .def_readonly("seed", &model::GenerationOptions::seed)
+      .def_readonly("return_scores", &model::GenerationOptions::return_scores)
+      .def_readonly("suppress_tokens", &model::GenerationOptions::suppress_tokens)
+      .def_readonly("forced_eos", &model::GenerationOptions::forced_eos)
+      .def_property_readonly("forced_bos",
+                             [](const model::GenerationOptions& g) -> py::object {
+                               if (g.forced_bos < 0) return py::none();
+                               return py::int_(g.forced_bos);
+                             })
+      .def_readonly("early_stopping", &model::GenerationOptions::early_stopping);
   py::class_<model::TokenStream>(m, "TokenStream")
       .def("next", [](model::TokenStream& s) {
         SigintScope watch;
