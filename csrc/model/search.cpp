@@ -402,24 +402,37 @@ class BeamSearch {
   }
 
   // cands_ = the top 2K of score[i] + lp[i][v] over all beams i and tokens v, best
-  // first (a heap whose front is the worst kept candidate while scanning).
+  // first (a heap whose front is the worst kept candidate while scanning). The scan
+  // is the hot loop of beam search (K x V per step): sizes are locals (not members,
+  // which every store into cands_ could alias), and a candidate is compared by score
+  // only: indices grow during the scan, so a tie never beats a kept candidate and
+  // `score > worst` is exactly better(candidate, worst kept).
   void top_candidates(int64_t s0, const float* lp) {
-    cands_.clear();
-    for (int64_t i = 0; i < K_; ++i) {
+    const int64_t K = K_, V = V_;
+    const size_t C = static_cast<size_t>(C_);
+    std::vector<Cand>& cands = cands_;
+    cands.clear();
+    float worst = 0.0f;  // cands.front().score once C candidates are kept
+    for (int64_t i = 0; i < K; ++i) {
       const float base = scores_[static_cast<size_t>(s0 + i)];
-      for (int64_t v = 0; v < V_; ++v) {
-        const Cand c{base + lp[i * V_ + v], i * V_ + v};
-        if (static_cast<int64_t>(cands_.size()) < C_) {
-          cands_.push_back(c);
-          std::push_heap(cands_.begin(), cands_.end(), better);
-        } else if (better(c, cands_.front())) {
-          std::pop_heap(cands_.begin(), cands_.end(), better);
-          cands_.back() = c;
-          std::push_heap(cands_.begin(), cands_.end(), better);
+      const float* row = lp + i * V;
+      int64_t v = 0;
+      for (; v < V && cands.size() < C; ++v) {
+        cands.push_back(Cand{base + row[v], i * V + v});
+        std::push_heap(cands.begin(), cands.end(), better);
+        if (cands.size() == C) worst = cands.front().score;
+      }
+      for (; v < V; ++v) {
+        const float score = base + row[v];
+        if (score > worst) {
+          std::pop_heap(cands.begin(), cands.end(), better);
+          cands.back() = Cand{score, i * V + v};
+          std::push_heap(cands.begin(), cands.end(), better);
+          worst = cands.front().score;
         }
       }
     }
-    std::sort(cands_.begin(), cands_.end(), better);
+    std::sort(cands.begin(), cands.end(), better);
   }
 
   // Finished candidates (only among the top K) enter the K slots if better: the K
