@@ -132,6 +132,10 @@ report_check() {
   return "$found"
 }
 
+# From here on Python runs outside the repository: the current directory comes first
+# on sys.path for `python -` and `python -m`, and the root's unbuilt pytransformer/
+# would shadow the sanitized package.
+cd "$work"
 step "import check"
 python - "$pkg" <<'EOF'
 import sys
@@ -153,9 +157,11 @@ if env -u LD_PRELOAD python -c 'import torch' 2> /dev/null &&
   export PT_ASAN_NO_TORCH=1
 fi
 
-tests=(tests/test_kernels_*.py tests/test_model.py tests/test_generate.py tests/test_errors.py
-       tests/test_hostile_generation.py tests/test_fuzz.py tests/test_threads.py)
-for t in tests/test_loading_hostile.py tests/test_pretrained_errors.py; do
+tests=("$root"/tests/test_kernels_*.py "$root"/tests/test_model.py "$root"/tests/test_generate.py
+       "$root"/tests/test_errors.py "$root"/tests/test_hostile_generation.py "$root"/tests/test_fuzz.py
+       "$root"/tests/test_threads.py)
+for t in "$root"/tests/test_loading_hostile.py "$root"/tests/test_pretrained_errors.py "$root"/tests/test_config.py \
+         "$root"/tests/test_weights.py "$root"/tests/test_family_torch.py; do
   [[ -e "$t" ]] && tests+=("$t")
 done
 # --capture=sys: pytest captures Python's sys.stdout/sys.stderr only, so what the

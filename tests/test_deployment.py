@@ -128,6 +128,9 @@ print(json.dumps(dict(ok=all(a for a, _ in results), status=[s for _, s in resul
 # -- 5. Ctrl-C -------------------------------------------------------------------
 
 SIGINT = MODEL + """
+# Python's own SIGINT handler, whatever this process inherited: a shell starts
+# background jobs with SIGINT ignored, and Python then installs no handler.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 pt.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
 def interrupt_after(call, delay=0.2):
     \"\"\"Seconds from SIGINT to KeyboardInterrupt, or None if the call finished first.\"\"\"
