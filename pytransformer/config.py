@@ -260,7 +260,9 @@ class EncoderConfig(_Serializable):
     pad_id: int = _default("pad_id")
 
     def __post_init__(self) -> None:
-        self._transformer_config()  # TransformerConfig's checks, with this class's field names
+        # Built (and so checked, with this class's field names in the messages) once;
+        # not a field: equality, repr and to_dict see only the encoder's fields.
+        object.__setattr__(self, "_encoder_decoder", self._build_transformer_config())
 
     @classmethod
     def from_transformer_config(cls, config: TransformerConfig) -> "EncoderConfig":
@@ -271,6 +273,9 @@ class EncoderConfig(_Serializable):
     def _transformer_config(self) -> TransformerConfig:
         """The encoder-decoder config whose encoder this is (no decoder, the target side a
         stand-in of the source vocabulary): what the C++ model and the weight table read."""
+        return self._encoder_decoder
+
+    def _build_transformer_config(self) -> TransformerConfig:
         fields = {_ENCODER_RENAMES.get(f.name, f.name): getattr(self, f.name) for f in dataclasses.fields(self)}
         try:
             return TransformerConfig(**fields, num_decoder_layers=0, tgt_vocab_size=self.vocab_size,
@@ -287,10 +292,10 @@ class EncoderConfig(_Serializable):
     @property
     def resolved_embedding_scale(self) -> float:
         """The embedding factor in use: ``embedding_scale`` or ``sqrt(d_model)``."""
-        return math.sqrt(self.d_model) if self.embedding_scale is None else float(self.embedding_scale)
+        return self._encoder_decoder.resolved_embedding_scale
 
     def _core_dict(self) -> dict:
-        return self._transformer_config()._core_dict()
+        return self._encoder_decoder._core_dict()
 
 
 def _encoder_names(message: str) -> str:

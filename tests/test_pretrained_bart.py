@@ -287,8 +287,12 @@ def test_config_and_generation_defaults(case):
 
 
 def test_encoder_and_logits_match_hf(case, isa):
-    spec, hf = case["spec"], case["hf"]
-    ids, mask = case["ids"], case["mask"]
+    check_encoder_and_logits(case["spec"], case["hf"], case["folder"], case["ids"], case["mask"], isa)
+
+
+def check_encoder_and_logits(spec, hf, folder, ids, mask, isa):
+    """pt's encoder outputs and teacher-forced logits of the padded batch within ATOL of
+    HF's (also used by test_pretrained_pegasus.py)."""
     rng = np.random.default_rng(7)
     dec = rng.integers(3, spec.vocab, size=(ids.shape[0], 10))
     dec[:, 0] = EOS
@@ -298,7 +302,8 @@ def test_encoder_and_logits_match_hf(case, isa):
     expected = out.logits.numpy()
     spread = float(expected.std())
     assert 1.0 < spread < 10.0 and np.abs(expected).max() < 60, f"logits scale {spread}"
-    model = _load(case)   # after the isa switch
+    model = pt.from_pretrained(folder)   # after the isa switch
+    assert isinstance(model, pt.Transformer)
     lengths = mask.sum(1)
     memory = model.encode(ids, lengths)
     assert_close_valid(memory, out.encoder_last_hidden_state.numpy(), lengths, ATOL, f"{spec} memory ({isa})")

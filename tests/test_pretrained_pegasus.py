@@ -24,9 +24,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 import pytransformer as pt  # noqa: E402
-from model_utils import assert_close_valid  # noqa: E402
-from test_pretrained_bart import (ATOL, BOS, EOS, MAX_NEW, PAD, Spec, _hf_generate, _make_lively,  # noqa: E402
-                                  _randomize, _sources, _tokenizer)
+from test_pretrained_bart import (BOS, EOS, MAX_NEW, PAD, Spec, _hf_generate, _make_lively, _randomize,  # noqa: E402
+                                  _sources, _tokenizer, check_encoder_and_logits)
 
 # pegasus-large: d_model 1024, 16 heads, FFN 4096, ReLU, scale_embedding, 16 + 16 layers
 SPEC = Spec("pegasus_large", "pegasus", 1024, 16, 4096, "relu", True, enc_layers=1, dec_layers=2, vocab=600,
@@ -106,20 +105,7 @@ def test_released_checkpoint_ids(case, tmp_path):
 
 
 def test_encoder_and_logits_match_hf(case, isa):
-    hf, ids, mask = case["hf"], case["ids"], case["mask"]
-    rng = np.random.default_rng(7)
-    dec = rng.integers(3, SPEC.vocab, size=(ids.shape[0], 10))
-    dec[:, 0] = EOS
-    with torch.no_grad():
-        out = hf(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
-                 decoder_input_ids=torch.from_numpy(dec))
-    expected = out.logits.numpy()
-    assert 1.0 < float(expected.std()) < 10.0, "logits scale"
-    model = pt.from_pretrained(case["folder"])   # after the isa switch
-    lengths = mask.sum(1)
-    memory = model.encode(ids, lengths)
-    assert_close_valid(memory, out.encoder_last_hidden_state.numpy(), lengths, ATOL, f"memory ({isa})")
-    assert_close_valid(model.decode(dec, memory, lengths), expected, None, ATOL, f"logits ({isa})")
+    check_encoder_and_logits(SPEC, case["hf"], case["folder"], case["ids"], case["mask"], isa)
 
 
 def _pt_sequences(model, ids, mask, **opts):
