@@ -10,7 +10,7 @@ import numpy as np
 from . import _core
 from .config import EncoderConfig, Lengths, TokenIds, TransformerConfig, _check_fits_in_memory, as_encoder_config
 from .model import _ids, _lengths
-from .weights import check_weights, expected_encoder_weight_shapes
+from .weights import check_compute_type, check_weights, expected_encoder_weight_shapes
 
 __all__ = ["EncoderModel", "Pooling"]
 
@@ -106,15 +106,16 @@ class EncoderModel:
 
     def __init__(self, config: Union[EncoderConfig, TransformerConfig], weights: Mapping[str, Any], *,
                  tokenizer: Any = None, pooling: Optional[Pooling] = None, normalize: bool = True,
-                 max_seq_length: Optional[int] = None):
+                 max_seq_length: Optional[int] = None, compute_type: str = "float32"):
         config = as_encoder_config(config)
+        compute_type = check_compute_type(compute_type)
         if max_seq_length is not None and (isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int)
                                            or max_seq_length < 1):
             raise ValueError(f"max_seq_length must be None or an int >= 1, got {max_seq_length!r}")
         _check_fits_in_memory(config, "EncoderModel")  # before walking or copying weights
         checked = check_weights(config._transformer_config(), weights, expected_encoder_weight_shapes(config))
         self._config = config
-        self._model = _core.EncoderOnlyModel(config._core_dict(), checked)
+        self._model = _core.EncoderOnlyModel(config._core_dict(), checked, compute_type)
         self.tokenizer = tokenizer
         self.pooling = pooling or Pooling()
         self.normalize = normalize
@@ -123,6 +124,11 @@ class EncoderModel:
     @property
     def config(self) -> EncoderConfig:
         return self._config
+
+    @property
+    def compute_type(self) -> str:
+        """``"float32"`` or ``"int8"`` (see :class:`pytransformer.Transformer`)."""
+        return self._model.compute_type
 
     def __repr__(self) -> str:
         c = self._config
@@ -228,6 +234,7 @@ class EncoderModel:
                                  f"vocabulary ({self._config.vocab_size})")
         return out
 
-    def state_dict(self) -> dict:
-        """Every weight under pytransformer's names: new float32 arrays, as loaded."""
-        return self._model.state_dict()
+    def state_dict(self, *, int8: bool = False) -> dict:
+        """Every weight under pytransformer's names: new float32 arrays, as loaded (int8
+        linear weights dequantized; ``int8=True``: as stored, with their ``_scale``)."""
+        return self._model.state_dict(int8=bool(int8))

@@ -12,11 +12,12 @@ import numpy as np
 
 from . import _core
 from .config import Lengths, StartTokens, TokenIds, TransformerConfig, _check_fits_in_memory
-from .weights import check_weights
+from .weights import COMPUTE_TYPES, check_compute_type, check_weights
 
 __all__ = ["Transformer", "GenerationResult"]
 
 _FORMAT = "pytransformer.Transformer"
+_RESERVED_METADATA = ("format", "config", "compute_type")
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -123,15 +124,23 @@ class Transformer:
     :func:`pytransformer.weights.expected_weight_shapes`) into aligned buffers and
     pre-packs every matrix for the kernels of this CPU. The model is immutable and
     may be called from several threads at once; calls release the GIL.
+
+    ``compute_type="int8"``: the weights of every linear layer (attention
+    projections, feed-forward, output projection) are quantized once, to int8 with a
+    float32 scale per output row (symmetric; or taken as they are when given int8 with
+    their ``_scale``), and their inputs to int8 per row at run time; int32 sums, the
+    scales, bias, activation and residual applied in the write-back. Embeddings,
+    attention scores, softmax and LayerNorm stay float32.
     """
 
-    def __init__(self, config: TransformerConfig, weights: Mapping[str, Any]):
+    def __init__(self, config: TransformerConfig, weights: Mapping[str, Any], *, compute_type: str = "float32"):
         if not isinstance(config, TransformerConfig):
             raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}")
+        compute_type = check_compute_type(compute_type)
         _check_fits_in_memory(config, "Transformer")  # before the weights are walked or copied
         checked = check_weights(config, weights)
         self._config = config
-        self._model = _core.TransformerModel(config._core_dict(), checked)
+        self._model = _core.TransformerModel(config._core_dict(), checked, compute_type)
         #: Options for :meth:`generate` that reproduce a checkpoint's own defaults
         #: (set by :func:`pytransformer.from_pretrained`; empty otherwise).
         self.generation_defaults: dict = {}
@@ -141,6 +150,11 @@ class Transformer:
     @property
     def config(self) -> TransformerConfig:
         return self._config
+
+    @property
+    def compute_type(self) -> str:
+        """``"float32"`` or ``"int8"``: how the linear layers compute (see the constructor)."""
+        return self._model.compute_type
 
     def __repr__(self) -> str:
         c = self._config
@@ -435,9 +449,12 @@ class Transformer:
 
     # -- weights and files -----------------------------------------------------
 
-    def state_dict(self) -> dict:
-        """Every weight under its torch name: new float32 arrays, exactly as loaded."""
-        return self._model.state_dict()
+    def state_dict(self, *, int8: bool = False) -> dict:
+        """Every weight under its torch name: new float32 arrays, exactly as loaded (an
+        int8 model's linear weights dequantized, ``q * scale``). ``int8=True``: an int8
+        model's linear weights as stored instead, int8 arrays with their float32 scales
+        under ``name + "_scale"`` (what :meth:`save` writes)."""
+        return self._model.state_dict(int8=bool(int8))
 
     def save(self, path: PathLike, metadata: Optional[Mapping[str, str]] = None) -> None:
         """Write the model to one ``.safetensors`` file, the config in its metadata.
@@ -451,17 +468,22 @@ class Transformer:
         for k, v in extra.items():
             if not isinstance(k, str) or not isinstance(v, str):
                 raise TypeError("metadata must map str to str")
-            if k in ("format", "config"):
+            if k in _RESERVED_METADATA:
                 raise ValueError(f"metadata key {k!r} is reserved")
-        save_file(self.state_dict(), os.fspath(path), metadata={**extra, "format": _FORMAT,
-                                                                "config": self._config.to_json()})
+        save_file(self.state_dict(int8=True), os.fspath(path),
+                  metadata={**extra, "format": _FORMAT, "config": self._config.to_json(),
+                            "compute_type": self.compute_type})
 
     @classmethod
-    def load(cls, path: PathLike) -> "Transformer":
+    def load(cls, path: PathLike, *, compute_type: Optional[str] = None) -> "Transformer":
         """Load a file written by :meth:`save`. Never executes code from the file.
 
         The whole file is validated first (a truncated or corrupt file is a ValueError
-        naming it); float16 and bfloat16 tensors are widened to float32 exactly."""
+        naming it); float16 and bfloat16 tensors are widened to float32 exactly.
+        ``compute_type``: None for the file's own (``"int8"`` for a file saved by an
+        int8 model, whose int8 weights are used as stored, not quantized again), or
+        ``"float32"`` / ``"int8"`` (an int8 file loaded as float32 is dequantized; a
+        float32 file loaded as int8 is quantized)."""
         from .weights import _SafetensorsFile
 
         path = os.fspath(path)
@@ -478,14 +500,18 @@ class Transformer:
             raise ValueError(f"{path!r}: bad pytransformer config in the file's metadata: {e}") from e
         _check_fits_in_memory(config, repr(path))  # before reading (or the C++ side allocating) anything
         weights = f.tensors()
-        extra = {k: v for k, v in metadata.items() if k not in ("format", "config")}
-        model = cls(config, weights)
+        extra = {k: v for k, v in metadata.items() if k not in _RESERVED_METADATA}
+        if compute_type is None:
+            compute_type = metadata.get("compute_type", "float32")
+            if compute_type not in COMPUTE_TYPES:
+                raise ValueError(f"{path!r}: unknown compute_type {compute_type!r} in the file's metadata")
+        model = cls(config, weights, compute_type=compute_type)
         model.metadata = extra
         return model
 
     @classmethod
     def from_torch_state_dict(cls, state_dict: Mapping[str, Any], config: TransformerConfig,
-                              ignore: Optional[list] = None) -> "Transformer":
+                              ignore: Optional[list] = None, *, compute_type: str = "float32") -> "Transformer":
         """Build from a PyTorch model's ``state_dict()``.
 
         Recognises ``nn.Transformer`` names at the top level or under a prefix (e.g.
@@ -501,4 +527,4 @@ class Transformer:
         """
         from .families.torch import convert_torch_state_dict  # the families import this module
 
-        return cls(config, convert_torch_state_dict(state_dict, config, ignore))
+        return cls(config, convert_torch_state_dict(state_dict, config, ignore), compute_type=compute_type)

@@ -16,16 +16,27 @@ several Python threads at once.
 ``attention(q, k, v, ...)``   scaled dot-product attention, [B, H, L, D]
 ``multi_head_attention(...)`` ``nn.MultiheadAttention`` weights, batch-first
 ``positional_encoding(L, d)`` the paper's sinusoids
+``quantize_weight(w)``        per-row symmetric int8 of a weight: (q, scale)
+``quantize_rows(x)``          the run-time int8 of activations: (q, scale)
+``linear_int8(x, q, scale)``  the int8 linear layer (float32 in and out)
+``int8_matmul(xq, wq)``       its exact int32 sums
 ============================  ==================================================
+
+The int8 ops take ``kernel=`` (a name from ``runtime_info()["int8_available"]``;
+default: the one that goes with the active kernel set, ``runtime_info()["int8_kernel"]``).
 """
 
 from ._core.ops import (  # noqa: F401  (re-exported; documented in _core.pyi)
     attention,
     gelu,
+    int8_matmul,
     layer_norm,
     linear,
+    linear_int8,
     multi_head_attention,
     positional_encoding,
+    quantize_rows,
+    quantize_weight,
     relu,
     silu,
     softmax,
@@ -41,4 +52,8 @@ __all__ = [
     "attention",
     "multi_head_attention",
     "positional_encoding",
+    "quantize_weight",
+    "quantize_rows",
+    "linear_int8",
+    "int8_matmul",
 ]

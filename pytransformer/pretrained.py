@@ -22,13 +22,18 @@ from __future__ import annotations
 import os
 
 from .families import REGISTRY
-from .families._hf import HFConfig, load_state_dict, read_json
+from .families._hf import LOAD_OPTIONS, HFConfig, load_state_dict, read_json
+from .weights import check_compute_type
 
 __all__ = ["from_pretrained", "load_state_dict"]
 
 
-def from_pretrained(path: "os.PathLike[str] | str"):
-    """Build a pytransformer model from a Hugging Face model folder (see the module doc)."""
+def from_pretrained(path: "os.PathLike[str] | str", *, compute_type: str = "float32"):
+    """Build a pytransformer model from a Hugging Face model folder (see the module doc).
+
+    ``compute_type``: ``"float32"``, or ``"int8"`` (the linear layers' weights quantized
+    once at load, see :class:`pytransformer.Transformer`)."""
+    compute_type = check_compute_type(compute_type)
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"from_pretrained: {path!r} is not a directory (expected a model folder with "
@@ -41,4 +46,8 @@ def from_pretrained(path: "os.PathLike[str] | str"):
     if not isinstance(model_type, str) or model_type not in REGISTRY:
         raise ValueError(f"from_pretrained: model_type {model_type!r} is not supported (supported: "
                          f"{sorted(REGISTRY)})")
-    return REGISTRY[model_type](path, HFConfig(hf, cfg_path))
+    token = LOAD_OPTIONS.set({"compute_type": compute_type})
+    try:
+        return REGISTRY[model_type](path, HFConfig(hf, cfg_path))
+    finally:
+        LOAD_OPTIONS.reset(token)

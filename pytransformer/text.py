@@ -69,9 +69,10 @@ class TextTranslator:
         self._src_index = {t: i for i, t in enumerate(self.src_vocab)}
 
     @classmethod
-    def load(cls, path: "os.PathLike[str] | str") -> "TextTranslator":
-        """A model file written by Transformer.save(..., metadata={"vocab": ...})."""
-        model = Transformer.load(path)
+    def load(cls, path: "os.PathLike[str] | str", *, compute_type: Optional[str] = None) -> "TextTranslator":
+        """A model file written by Transformer.save(..., metadata={"vocab": ...});
+        compute_type as for :meth:`Transformer.load`."""
+        model = Transformer.load(path, compute_type=compute_type)
         if "vocab" not in model.metadata:
             raise ValueError(f"{os.fspath(path)!r} has no vocabulary (metadata 'vocab'): translate token ids instead")
         try:
@@ -129,7 +130,7 @@ class TextTranslator:
         return out
 
 
-def load_demo() -> TextTranslator:
+def load_demo(*, compute_type: Optional[str] = None) -> TextTranslator:
     """The bundled demo: a small Transformer that rewrites dates as ISO 8601.
 
     >>> demo = pytransformer.load_demo()
@@ -140,4 +141,4 @@ def load_demo() -> TextTranslator:
     """
     if not os.path.isfile(_DEMO_FILE):
         raise FileNotFoundError(f"the demo model is missing from the installation ({_DEMO_FILE})")
-    return TextTranslator.load(_DEMO_FILE)
+    return TextTranslator.load(_DEMO_FILE, compute_type=compute_type)

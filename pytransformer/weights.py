@@ -215,13 +215,37 @@ def read_safetensors(file: "os.PathLike[str] | str", context: str = "") -> Dict[
     return _SafetensorsFile(os.fspath(file), context).tensors()
 
 
+#: How a model computes: ``"float32"``, or ``"int8"`` (int8 weights of the linear layers
+#: with a float32 scale per row, activations quantized per row at run time).
+COMPUTE_TYPES = ("float32", "int8")
+
+
+def check_compute_type(value: Any) -> str:
+    if not isinstance(value, str) or value not in COMPUTE_TYPES:
+        raise ValueError(f"compute_type must be one of {', '.join(map(repr, COMPUTE_TYPES))}, got {value!r}")
+    return value
+
+
+#: Suffix of the scales of an int8 weight: ``name + SCALE_SUFFIX`` (float32, one per row).
+SCALE_SUFFIX = "_scale"
+
+
+def is_linear_weight(name: str, shape: Tuple[int, ...]) -> bool:
+    """Whether ``name`` is the weight of a linear layer (a GEMM weight): those, and only
+    those, an int8 model stores int8 (attention projections, FFN, output projection)."""
+    return len(shape) == 2 and name.endswith(("in_proj_weight", "out_proj.weight", "linear1.weight",
+                                              "linear2.weight", "generator.weight"))
+
+
 def check_weights(config: TransformerConfig, weights: Mapping[str, Any],
                   expected: Optional[Dict[str, Tuple[int, ...]]] = None) -> Dict[str, np.ndarray]:
     """Validate ``weights`` against ``config``; return float32 C-contiguous arrays.
 
-    Floating-point arrays of other precisions are converted to float32. Raises
-    :class:`WeightsError` listing every missing, unexpected, misshaped, non-float
-    or non-finite weight at once.
+    Floating-point arrays of other precisions are converted to float32. The weight of
+    a linear layer may instead be int8 (values in [-127, 127]) with its float32 scales
+    ``name + "_scale"`` (one per row, finite, >= 0), as int8 models save them; both are
+    returned as they are. Raises :class:`WeightsError` listing every missing,
+    unexpected, misshaped, non-float or non-finite weight at once.
     """
     if not isinstance(weights, Mapping):
         raise TypeError(f"weights must be a mapping of name -> array, got {type(weights).__name__}")
@@ -237,8 +261,18 @@ def check_weights(config: TransformerConfig, weights: Mapping[str, Any],
         if not isinstance(value, np.ndarray):
             problems.append(f"'{name}' is a {type(value).__name__}, expected a numpy array of shape {shape}")
             continue
+        if value.dtype == np.int8 and is_linear_weight(name, shape):
+            problem = _check_int8(name, value, shape, weights)
+            if problem:
+                problems.append(problem)
+            else:
+                out[name] = np.ascontiguousarray(value)
+                out[name + SCALE_SUFFIX] = np.ascontiguousarray(_to_numpy(weights[name + SCALE_SUFFIX]),
+                                                                dtype=np.float32)
+            continue
         if value.dtype.kind != "f":
-            problems.append(f"'{name}' has dtype {value.dtype}, expected a floating-point array (float32)")
+            problems.append(f"'{name}' has dtype {value.dtype}, expected a floating-point array (float32)"
+                            + (" or int8 with its scales" if is_linear_weight(name, shape) else ""))
             continue
         if value.shape != shape:
             problems.append(f"'{name}' has shape {value.shape}, expected {shape}")
@@ -250,12 +284,34 @@ def check_weights(config: TransformerConfig, weights: Mapping[str, Any],
             continue
         out[name] = arr
     for name in weights:
+        base = name[:-len(SCALE_SUFFIX)] if name.endswith(SCALE_SUFFIX) else None
+        if base in expected and getattr(_to_numpy(weights[base]), "dtype", None) == np.int8:
+            continue  # the scales of an int8 weight (checked with it)
         if name not in expected:
             problems.append(f"unexpected '{name}'" + (
                 f" with shape {tuple(np.shape(_to_numpy(weights[name])))}" if hasattr(weights[name], "shape") else ""))
     if problems:
         raise WeightsError(problems, _config_hint(config, problems))
     return out
+
+
+def _check_int8(name: str, q: np.ndarray, shape: Tuple[int, ...], weights: Mapping[str, Any]) -> Optional[str]:
+    """The problem with the int8 weight ``name`` and its scales, or None."""
+    if q.shape != shape:
+        return f"'{name}' has shape {q.shape}, expected {shape}"
+    if q.size and int(q.min()) == -128:
+        return f"'{name}' (int8) holds -128; int8 weights lie in [-127, 127]"
+    sname = name + SCALE_SUFFIX
+    if sname not in weights:
+        return f"'{name}' is int8 but its scales '{sname}' are missing"
+    sc = _to_numpy(weights[sname])
+    if not isinstance(sc, np.ndarray) or sc.dtype.kind != "f" or sc.shape != (shape[0],):
+        got = f"dtype {sc.dtype}, shape {sc.shape}" if isinstance(sc, np.ndarray) else type(sc).__name__
+        return f"'{sname}' must be a float array of shape ({shape[0]},) (a scale per row of '{name}'), got {got}"
+    sc = sc.astype(np.float32)
+    if not (np.isfinite(sc).all() and (sc >= 0).all()):
+        return f"'{sname}' must be finite and >= 0"
+    return None
 
 
 def _config_hint(config: TransformerConfig, problems: List[str]) -> str:

@@ -148,16 +148,83 @@ std::optional<IntArray> lengths_array(py::handle obj, int64_t B, int64_t S) {
 }
 
 // name -> weight view over contiguous float32 arrays, kept alive in *keep during the load.
-model::WeightMap weight_map(const py::dict& weights, const char* fn, std::vector<FloatArray>* keep) {
+using Int8Array = py::array_t<int8_t, py::array::c_style | py::array::forcecast>;
+// The arrays a WeightMap points into (kept alive for the load).
+struct WeightKeep {
+  std::vector<FloatArray> floats;
+  std::vector<Int8Array> int8;
+};
+
+model::WeightMap weight_map(const py::dict& weights, const char* fn, WeightKeep* keep) {
   model::WeightMap map;
-  keep->reserve(weights.size());
+  keep->floats.reserve(weights.size());
+  keep->int8.reserve(weights.size());
+  // int8 GEMM weights come with their scales under name + "_scale": those are
+  // consumed with their weight, not weights of their own.
+  auto is_int8 = [](py::handle a) {
+    return py::isinstance<py::array>(a) && py::reinterpret_borrow<py::array>(a).dtype().is(py::dtype::of<int8_t>());
+  };
+  const std::string suffix = model::kScaleSuffix;
   for (auto item : weights) {
     const std::string name = item.first.cast<std::string>();
-    keep->push_back(float_array(item.second, fn, name.c_str()));
-    const FloatArray& a = keep->back();
+    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      const std::string base = name.substr(0, name.size() - suffix.size());
+      if (weights.contains(base) && is_int8(weights[py::str(base)])) continue;
+    }
+    if (is_int8(item.second)) {
+      keep->int8.push_back(ensure_aligned<int8_t>(item.second));
+      const Int8Array& q = keep->int8.back();
+      if (q.ndim() != 2)
+        throw py::value_error(std::string(fn) + ": int8 weight '" + name + "' must have 2 dimensions, got " +
+                              std::to_string(q.ndim()));
+      const std::string sname = name + suffix;
+      if (!weights.contains(sname))
+        throw py::value_error(std::string(fn) + ": int8 weight '" + name + "' comes without its scales '" + sname +
+                              "'");
+      keep->floats.push_back(float_array(weights[py::str(sname)], fn, sname.c_str(), 1));
+      const FloatArray& sc = keep->floats.back();
+      if (sc.shape(0) != q.shape(0))
+        throw py::value_error(std::string(fn) + ": '" + sname + "' must have shape (" + std::to_string(q.shape(0)) +
+                              ",) (a scale per row of '" + name + "'), got " + shape_str(sc));
+      map[name] = model::WeightView{nullptr, {q.shape(0), q.shape(1)}, q.data(), sc.data()};
+      continue;
+    }
+    keep->floats.push_back(float_array(item.second, fn, name.c_str()));
+    const FloatArray& a = keep->floats.back();
     map[name] = model::WeightView{a.data(), std::vector<int64_t>(a.shape(), a.shape() + a.ndim())};
   }
   return map;
+}
+
+model::ComputeType compute_type_arg(const std::string& s) {
+  if (s == "float32") return model::ComputeType::kFloat32;
+  if (s == "int8") return model::ComputeType::kInt8;
+  throw py::value_error("compute_type must be 'float32' or 'int8', got '" + s + "'");
+}
+
+const char* compute_type_name(model::ComputeType c) { return c == model::ComputeType::kInt8 ? "int8" : "float32"; }
+
+// Exported weights into a dict: one array per name (a name asked for twice, as the
+// two halves of the cross-attention in_proj, gets the same array); int8 weights as
+// stored when `int8`, else dequantized.
+model::WeightSinks dict_sinks(py::dict& out, bool int8) {
+  model::WeightSinks s;
+  s.floats = [&out](const std::string& name, const std::vector<int64_t>& shape) {
+    py::str key(name);
+    if (out.contains(key)) return py::cast<py::array_t<float>>(out[key]).mutable_data();
+    py::array_t<float> a = new_float_array(shape);
+    out[key] = a;
+    return a.mutable_data();
+  };
+  if (int8)
+    s.int8 = [&out](const std::string& name, const std::vector<int64_t>& shape) {
+      py::str key(name);
+      if (out.contains(key)) return py::cast<py::array_t<int8_t>>(out[key]).mutable_data();
+      py::array_t<int8_t> a(shape);
+      out[key] = a;
+      return a.mutable_data();
+    };
+  return s;
 }
 
 // The keyword arguments of _core.GenerationOptions, each converted on its own with a
@@ -225,9 +292,10 @@ model::GenerationOptions make_generation_options(py::handle max_length, py::hand
 
 class PyTransformer {
  public:
-  PyTransformer(const py::dict& config, const py::dict& weights) {
-    const model::TransformerConfig cfg = config_from_dict(config);
-    std::vector<FloatArray> keep;
+  PyTransformer(const py::dict& config, const py::dict& weights, const std::string& compute_type) {
+    model::TransformerConfig cfg = config_from_dict(config);
+    cfg.compute = compute_type_arg(compute_type);
+    WeightKeep keep;
     const model::WeightMap map = weight_map(weights, "Transformer", &keep);
     SigintScope watch;
     py::gil_scoped_release release;
@@ -292,15 +360,12 @@ class PyTransformer {
                                                 g);
   }
 
-  py::dict state_dict() const {
+  py::dict state_dict(bool int8) const {
     py::dict out;
-    model_->export_weights([&](const std::string& name, const std::vector<int64_t>& shape) {
-      py::array_t<float> a = new_float_array(shape);
-      out[py::str(name)] = a;
-      return a.mutable_data();
-    });
+    model_->export_weights(dict_sinks(out, int8));
     return out;
   }
+  const char* compute_type() const { return compute_type_name(model_->config().compute); }
 
   py::array_t<float> encode(py::handle ids_obj, py::handle lengths_obj) const {
     const auto& c = model_->config();
@@ -352,8 +417,10 @@ class PyTransformer {
 // An encoder-only model (BERT-style): the Transformer's encoder, alone.
 class PyEncoderModel {
  public:
-  PyEncoderModel(const py::dict& config, const py::dict& weights) : cfg_(config_from_dict(config)) {
-    std::vector<FloatArray> keep;
+  PyEncoderModel(const py::dict& config, const py::dict& weights, const std::string& compute_type)
+      : cfg_(config_from_dict(config)) {
+    cfg_.compute = compute_type_arg(compute_type);
+    WeightKeep keep;
     const model::WeightMap map = weight_map(weights, "EncoderModel", &keep);
     model::check_weights(map, model::weight_table(cfg_, true));
     SigintScope watch;
@@ -385,15 +452,12 @@ class PyEncoderModel {
     return out;
   }
 
-  py::dict state_dict() const {
+  py::dict state_dict(bool int8) const {
     py::dict out;
-    encoder_->export_weights([&](const std::string& name, const std::vector<int64_t>& shape) {
-      py::array_t<float> a = new_float_array(shape);
-      out[py::str(name)] = a;
-      return a.mutable_data();
-    });
+    encoder_->export_weights(dict_sinks(out, int8));
     return out;
   }
+  const char* compute_type() const { return compute_type_name(cfg_.compute); }
 
  private:
   model::TransformerConfig cfg_;
@@ -449,12 +513,16 @@ void bind_model(py::module_& m) {
         return s.next();
       });
   py::class_<PyEncoderModel>(m, "EncoderOnlyModel", "The C++ encoder alone; use pytransformer.EncoderModel.")
-      .def(py::init<const py::dict&, const py::dict&>(), "config"_a, "weights"_a)
+      .def(py::init<const py::dict&, const py::dict&, const std::string&>(), "config"_a, "weights"_a,
+           "compute_type"_a = "float32")
       .def("encode", &PyEncoderModel::encode, "input_ids"_a, "lengths"_a = py::none(), "token_type_ids"_a = py::none())
-      .def("state_dict", &PyEncoderModel::state_dict);
+      .def("state_dict", &PyEncoderModel::state_dict, "int8"_a = false)
+      .def_property_readonly("compute_type", &PyEncoderModel::compute_type);
   py::class_<PyTransformer>(m, "TransformerModel", "The C++ Transformer; use pytransformer.Transformer.")
-      .def(py::init<const py::dict&, const py::dict&>(), "config"_a, "weights"_a)
-      .def("state_dict", &PyTransformer::state_dict)
+      .def(py::init<const py::dict&, const py::dict&, const std::string&>(), "config"_a, "weights"_a,
+           "compute_type"_a = "float32")
+      .def("state_dict", &PyTransformer::state_dict, "int8"_a = false)
+      .def_property_readonly("compute_type", &PyTransformer::compute_type)
       .def("generate", &PyTransformer::generate, "src_ids"_a, "src_lengths"_a, "start_tokens"_a, "options"_a)
       .def("stream", &PyTransformer::stream, "src_ids"_a, "start_tokens"_a, "options"_a, py::keep_alive<0, 1>())
       .def("encode", &PyTransformer::encode, "src_ids"_a, "src_lengths"_a = py::none())

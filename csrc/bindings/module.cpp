@@ -14,6 +14,7 @@ namespace py = pybind11;
 
 namespace pt::bindings {
 void bind_ops(py::module_& m);
+void bind_ops_int8(py::module_& m);
 void bind_model(py::module_& m);
 }
 
@@ -26,6 +27,17 @@ PYBIND11_MODULE(_core, m) {
     std::vector<std::string> isas;
     for (int i = 0; i < pt::kernels::available_count(); ++i) isas.emplace_back(pt::kernels::available(i).isa);
     d["isa_available"] = isas;
+    d["int8_kernel"] = pt::kernels::int8_for(pt::kernels::active()).name;
+    std::vector<std::string> i8;
+    for (int i = 0; i < pt::kernels::int8_available_count(); ++i) i8.emplace_back(pt::kernels::int8_available(i).name);
+    d["int8_available"] = i8;
+    const pt::CacheInfo& c = pt::cache_info();
+    py::dict caches;
+    caches["l1d"] = c.l1d_bytes;
+    caches["l2"] = c.l2_bytes;
+    caches["l3_per_core"] = c.l3_bytes;
+    caches["source"] = c.source;
+    d["caches"] = caches;
     d["multithreaded"] = pt::multithreaded_build();
     d["threading"] = std::string("pytransformer pool (fork-safe, interruptible)");
     d["cgroup_cpu_quota"] = pt::cgroup_cpu_quota();
@@ -42,5 +54,6 @@ PYBIND11_MODULE(_core, m) {
   pt::bindings::init_interrupts();
   py::module_ ops = m.def_submodule("ops", "functional ops");
   pt::bindings::bind_ops(ops);
+  pt::bindings::bind_ops_int8(ops);
   pt::bindings::bind_model(m);
 }

@@ -77,4 +77,55 @@ const char* isa_request_warning() {
   return request_warning().c_str();
 }
 
+namespace {
+
+bool vnni_allowed() {
+  const char* env = std::getenv("PYTRANSFORMER_VNNI");
+  return !(env && std::strcmp(env, "0") == 0);
+}
+
+std::vector<const Int8Kernels*> build_int8_available() {
+  std::vector<const Int8Kernels*> sets{&int8_generic()};
+#ifdef PT_BUILD_AVX2
+  if (cpu_features().avx2) sets.push_back(&int8_avx2());
+#endif
+#ifdef PT_BUILD_AVX2_VNNI
+  if (cpu_features().avx_vnni) sets.push_back(&int8_avx2_vnni());
+#endif
+#ifdef PT_BUILD_AVX512
+  if (cpu_features().avx512) sets.push_back(&int8_avx512());
+#endif
+#ifdef PT_BUILD_AVX512_VNNI
+  if (cpu_features().avx512_vnni) sets.push_back(&int8_avx512_vnni());
+#endif
+  return sets;
+}
+
+const std::vector<const Int8Kernels*>& int8_sets() {
+  static const std::vector<const Int8Kernels*> sets = build_int8_available();
+  return sets;
+}
+
+const Int8Kernels* int8_find(const char* name) {
+  for (const Int8Kernels* k : int8_sets())
+    if (std::strcmp(k->name, name) == 0) return k;
+  return nullptr;
+}
+
+}  // namespace
+
+const Int8Kernels& int8_for(const KernelTable& table) {
+  const std::string isa = table.isa;
+  if (isa != "generic") {
+    if (vnni_allowed())
+      if (const Int8Kernels* k = int8_find((isa + "_vnni").c_str())) return *k;
+    if (const Int8Kernels* k = int8_find(table.isa)) return *k;
+  }
+  return int8_generic();
+}
+
+int int8_available_count() { return static_cast<int>(int8_sets().size()); }
+
+const Int8Kernels& int8_available(int i) { return *int8_sets().at(static_cast<size_t>(i)); }
+
 }  // namespace pt::kernels

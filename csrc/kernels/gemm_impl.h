@@ -102,13 +102,6 @@ struct GemmEpilogue {
   Activation act;
 };
 
-static inline Vec::F apply_activation(Vec::F v, Activation act) {
-  if (act == Activation::kRelu) return relu(v);
-  if (act == Activation::kGelu) return gelu(v);
-  if (act == Activation::kSilu) return silu(v);
-  return v;
-}
-
 // y tile [MR, n_valid] (row stride ldy) over kc steps: a = packed x tile (stride
 // kGemmMR per k), b = packed W panel (stride kGemmNR per k). `first`: start from 0,
 // else from y; `last`: add bias, apply activation, add the residual (row stride ldy).

@@ -83,6 +83,47 @@ struct KernelTable {
                     int64_t causal_offset, float scale);
 };
 
+// --- int8 GEMM (int8_impl.h): y[M,N] = act(sx[m] sw[n] (xq . Wq^T) + bias) (+ residual)
+// xq, Wq int8 in [-127, 127] with one float scale per row (symmetric), int32 sums
+// (exact: the same on every ISA and thread count). One set per ISA, and a second on
+// CPUs with VNNI (vpdpbusd: AVX512-VNNI, or AVX-VNNI on AVX2 CPUs).
+struct Int8Kernels {
+  const char* name;  // "generic" | "avx2" | "avx2_vnni" | "avx512" | "avx512_vnni"
+  // K rounded up to the row length of quantized activations (bytes).
+  int64_t (*padded_k)(int64_t K);
+  // Bytes of W [N,K] packed (panels and column sums).
+  int64_t (*packed_bytes)(int64_t N, int64_t K);
+  // w [N,K] int8 in [-127, 127] -> packed [packed_bytes(N, K)]; and its exact inverse.
+  void (*pack)(const int8_t* w, int64_t N, int64_t K, int8_t* packed);
+  void (*unpack)(const int8_t* packed, int64_t N, int64_t K, int8_t* w);
+  // x [M,K] float -> q [M, padded_k(K)] (this set's format) and scales [M]:
+  // q = round(x * 127 / max|x|), scale = max|x| / 127 (0 for a zero row, NaN for a
+  // row holding NaN or infinity).
+  void (*quantize_rows)(const float* x, int64_t M, int64_t K, int8_t* q, float* scales);
+  // x [M,K] int8 in [-127, 127] -> q [M, padded_k(K)] in this set's format (tests).
+  void (*load_rows)(const int8_t* x, int64_t M, int64_t K, int8_t* q);
+  // q, x_scales from quantize_rows; packed from pack; w_scales [N]; bias [N] or null;
+  // residual [M,N] or null (not aliasing y); y [M,N].
+  void (*linear)(const int8_t* q, const float* x_scales, int64_t M, int64_t K, const int8_t* packed,
+                 const float* w_scales, int64_t N, const float* bias, Activation act, const float* residual,
+                 float* y);
+  // The exact int32 sums out [M,N] = xq . Wq^T (tests).
+  void (*matmul_i32)(const int8_t* q, int64_t M, int64_t K, const int8_t* packed, int64_t N, int32_t* out);
+};
+
+// The int8 set that goes with a kernel table on this CPU: its VNNI variant where the
+// CPU has VNNI (unless PYTRANSFORMER_VNNI=0), else its own.
+const Int8Kernels& int8_for(const KernelTable& table);
+// Every int8 set this build and CPU can run (tests compare them), best last.
+int int8_available_count();
+const Int8Kernels& int8_available(int i);
+
+const Int8Kernels& int8_generic();
+const Int8Kernels& int8_avx2();
+const Int8Kernels& int8_avx2_vnni();
+const Int8Kernels& int8_avx512();
+const Int8Kernels& int8_avx512_vnni();
+
 // The table chosen at import: PYTRANSFORMER_ISA (generic|avx2|avx512|auto) if set
 // and supported by this CPU, else the best the CPU supports.
 const KernelTable& active();

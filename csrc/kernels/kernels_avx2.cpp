@@ -5,11 +5,13 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 #include <utility>
 
 #include "kernels/kernels.h"
 #include "runtime/aligned_buffer.h"
+#include "runtime/cpu_features.h"
 #include "runtime/parallel.h"
 
 namespace pt::kernels::avx2 {
@@ -31,6 +33,10 @@ constexpr int kAttnBq = 32, kAttnRB = 3;
 #include "kernels/gemm_impl.h"
 #include "kernels/rowwise_impl.h"
 #include "kernels/attention_impl.h"
+
+constexpr int kI8MR = 4, kI8NV = 2;  // int8 register tile: 4 rows x 2 vectors of int32
+#include "kernels/int8_avx2.h"
+#include "kernels/int8_impl.h"
 
 }  // namespace pt::kernels::avx2
 
@@ -54,6 +60,11 @@ const KernelTable& table_avx2() {
       avx2::kAttnBk,
       &avx2::attention,
   };
+  return table;
+}
+
+const Int8Kernels& int8_avx2() {
+  static const Int8Kernels table = PT_I8_TABLE(avx2, "avx2");
   return table;
 }
 

@@ -6,11 +6,13 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 #include <utility>
 
 #include "kernels/kernels.h"
 #include "runtime/aligned_buffer.h"
+#include "runtime/cpu_features.h"
 #include "runtime/parallel.h"
 
 namespace pt::kernels::avx512 {
@@ -32,6 +34,10 @@ constexpr int kAttnBq = 32, kAttnRB = 4;
 #include "kernels/gemm_impl.h"
 #include "kernels/rowwise_impl.h"
 #include "kernels/attention_impl.h"
+
+constexpr int kI8MR = 12, kI8NV = 2;  // int8 register tile: 12 rows x 2 vectors of int32
+#include "kernels/int8_avx512.h"
+#include "kernels/int8_impl.h"
 
 }  // namespace pt::kernels::avx512
 
@@ -55,6 +61,11 @@ const KernelTable& table_avx512() {
       avx512::kAttnBk,
       &avx512::attention,
   };
+  return table;
+}
+
+const Int8Kernels& int8_avx512() {
+  static const Int8Kernels table = PT_I8_TABLE(avx512, "avx512");
   return table;
 }
 

@@ -107,3 +107,11 @@ inline Vec::F relu(Vec::F x) {
   // max(0, x): x86 max returns its second operand when either is NaN, so NaN stays NaN.
   return Vec::max(Vec::zero(), x);
 }
+
+// The activation of a GEMM epilogue.
+static inline Vec::F apply_activation(Vec::F v, Activation act) {
+  if (act == Activation::kRelu) return relu(v);
+  if (act == Activation::kGelu) return gelu(v);
+  if (act == Activation::kSilu) return silu(v);
+  return v;
+}

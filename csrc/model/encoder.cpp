@@ -14,16 +14,17 @@ using kernels::Activation;
 using kernels::Tensor4View;
 
 SelfAttentionWeights load_self_attention(const kernels::KernelTable& kt, const WeightMap& w,
-                                         const names::Attention& n, int64_t E) {
+                                         const names::Attention& n, int64_t E, ComputeType ct) {
   SelfAttentionWeights a;
-  a.qkv = Linear(kt, require_weight(w, n.in_proj_weight, {3 * E, E}), require_weight(w, n.in_proj_bias, {3 * E}),
-                 3 * E, E);
-  a.out = load_linear(kt, w, n.out_proj, E, E);
+  a.qkv = Linear(kt, require_linear_weight(w, n.in_proj_weight, {3 * E, E}),
+                 require_weight(w, n.in_proj_bias, {3 * E}), 3 * E, E, ct);
+  a.out = load_linear(kt, w, n.out_proj, E, E, ct);
   return a;
 }
 
-Linear load_linear(const kernels::KernelTable& kt, const WeightMap& w, const names::Pair& n, int64_t out, int64_t in) {
-  return Linear(kt, require_weight(w, n.weight, {out, in}), require_weight(w, n.bias, {out}), out, in);
+Linear load_linear(const kernels::KernelTable& kt, const WeightMap& w, const names::Pair& n, int64_t out, int64_t in,
+                   ComputeType ct) {
+  return Linear(kt, require_linear_weight(w, n.weight, {out, in}), require_weight(w, n.bias, {out}), out, in, ct);
 }
 
 LayerNorm load_norm(const WeightMap& w, const names::Pair& n, int64_t E, float eps) {
@@ -36,12 +37,23 @@ void export_array(const WeightSink& sink, const std::string& name, const std::ve
   std::copy(src, src + n, sink(name, shape));
 }
 
-void export_linear(const kernels::KernelTable& kt, const WeightSink& sink, const names::Pair& n, const Linear& l) {
-  l.export_weight(kt, sink(n.weight, {l.out_features(), l.in_features()}));
-  if (l.has_bias()) export_array(sink, n.bias, {l.out_features()}, l.bias());
+void export_linear_weight(const kernels::KernelTable& kt, const WeightSinks& sink, const std::string& name,
+                          const Linear& l, int64_t rows, int64_t row0) {
+  // rows of the named [rows, in] weight, from row0 on, are this Linear's.
+  const int64_t in = l.in_features();
+  if (sink.int8 && l.compute_type() == ComputeType::kInt8) {
+    l.export_int8(sink.int8(name, {rows, in}) + row0 * in, sink.floats(name + kScaleSuffix, {rows}) + row0);
+  } else {
+    l.export_weight(kt, sink.floats(name, {rows, in}) + row0 * in);
+  }
 }
 
-void export_self_attention(const kernels::KernelTable& kt, const WeightSink& sink, const names::Attention& n,
+void export_linear(const kernels::KernelTable& kt, const WeightSinks& sink, const names::Pair& n, const Linear& l) {
+  export_linear_weight(kt, sink, n.weight, l, l.out_features(), 0);
+  if (l.has_bias()) export_array(sink.floats, n.bias, {l.out_features()}, l.bias());
+}
+
+void export_self_attention(const kernels::KernelTable& kt, const WeightSinks& sink, const names::Attention& n,
                            const SelfAttentionWeights& a) {
   export_linear(kt, sink, {n.in_proj_weight, n.in_proj_bias}, a.qkv);
   export_linear(kt, sink, n.out_proj, a.out);
@@ -104,8 +116,8 @@ Encoder::Encoder(const kernels::KernelTable& kt, const TransformerConfig& cfg, c
   for (int64_t i = 0; i < cfg.num_encoder_layers; ++i) {
     const names::EncoderLayer ln = names::encoder_layer(i);
     EncoderLayerWeights l;
-    l.self_attn = load_self_attention(kt, w, ln.self_attn, E);
-    l.ffn = {load_linear(kt, w, ln.linear1, F, E), load_linear(kt, w, ln.linear2, E, F)};
+    l.self_attn = load_self_attention(kt, w, ln.self_attn, E, cfg.compute);
+    l.ffn = {load_linear(kt, w, ln.linear1, F, E, cfg.compute), load_linear(kt, w, ln.linear2, E, F, cfg.compute)};
     l.norm1 = load_norm(w, ln.norm1, E, eps);
     l.norm2 = load_norm(w, ln.norm2, E, eps);
     layers_.push_back(std::move(l));
@@ -144,7 +156,8 @@ void Encoder::encode(const int32_t* ids, const int32_t* type_ids, int64_t B, int
     std::copy(x, x + M * E, out);
 }
 
-void Encoder::export_weights(const WeightSink& sink) const {
+void Encoder::export_weights(const WeightSinks& sinks) const {
+  const WeightSink& sink = sinks.floats;
   const int64_t E = cfg_.d_model;
   const names::Side n = names::source();
   export_array(sink, n.embed, {cfg_.src_vocab_size, E}, table_.data());
@@ -155,9 +168,9 @@ void Encoder::export_weights(const WeightSink& sink) const {
   for (size_t i = 0; i < layers_.size(); ++i) {
     const names::EncoderLayer ln = names::encoder_layer(static_cast<int64_t>(i));
     const EncoderLayerWeights& l = layers_[i];
-    export_self_attention(kt_, sink, ln.self_attn, l.self_attn);
-    export_linear(kt_, sink, ln.linear1, l.ffn.linear1);
-    export_linear(kt_, sink, ln.linear2, l.ffn.linear2);
+    export_self_attention(kt_, sinks, ln.self_attn, l.self_attn);
+    export_linear(kt_, sinks, ln.linear1, l.ffn.linear1);
+    export_linear(kt_, sinks, ln.linear2, l.ffn.linear2);
     export_norm(sink, ln.norm1, l.norm1);
     export_norm(sink, ln.norm2, l.norm2);
   }

@@ -19,14 +19,27 @@ namespace pt::model {
 struct TransformerConfig;
 
 using WeightSink = std::function<float*(const std::string& name, const std::vector<int64_t>& shape)>;
+using Int8Sink = std::function<int8_t*(const std::string& name, const std::vector<int64_t>& shape)>;
+// Where exported weights go: float32 tensors, and, when `int8` is set, the weights of
+// int8 linear layers as stored (int8 under their name, their scales [rows] float32
+// under name + kScaleSuffix). Without `int8`, int8 weights are exported dequantized.
+struct WeightSinks {
+  WeightSink floats;
+  Int8Sink int8;
+};
+inline constexpr const char* kScaleSuffix = "_scale";
 
 // Loaders and exporters of the blocks, under the names of weight_table.h.
 SelfAttentionWeights load_self_attention(const kernels::KernelTable& kt, const WeightMap& w,
-                                         const names::Attention& n, int64_t E);
-Linear load_linear(const kernels::KernelTable& kt, const WeightMap& w, const names::Pair& n, int64_t out, int64_t in);
+                                         const names::Attention& n, int64_t E, ComputeType ct);
+Linear load_linear(const kernels::KernelTable& kt, const WeightMap& w, const names::Pair& n, int64_t out, int64_t in,
+                   ComputeType ct);
 LayerNorm load_norm(const WeightMap& w, const names::Pair& n, int64_t E, float eps);
-void export_linear(const kernels::KernelTable& kt, const WeightSink& sink, const names::Pair& n, const Linear& l);
-void export_self_attention(const kernels::KernelTable& kt, const WeightSink& sink, const names::Attention& n,
+// Rows [row0, row0 + l.out_features()) of the named [rows, in] weight from l.
+void export_linear_weight(const kernels::KernelTable& kt, const WeightSinks& sink, const std::string& name,
+                          const Linear& l, int64_t rows, int64_t row0);
+void export_linear(const kernels::KernelTable& kt, const WeightSinks& sink, const names::Pair& n, const Linear& l);
+void export_self_attention(const kernels::KernelTable& kt, const WeightSinks& sink, const names::Attention& n,
                            const SelfAttentionWeights& a);
 void export_norm(const WeightSink& sink, const names::Pair& n, const LayerNorm& norm);
 void export_array(const WeightSink& sink, const std::string& name, const std::vector<int64_t>& shape, const float* src);
@@ -44,7 +57,7 @@ class Encoder {
   void encode(const int32_t* ids, const int32_t* type_ids, int64_t B, int64_t S, const int32_t* lengths,
               float* out) const;
 
-  void export_weights(const WeightSink& sink) const;
+  void export_weights(const WeightSinks& sinks) const;
   const float* embedding_table() const { return table_.data(); }
 
  private:

@@ -1,5 +1,7 @@
 #include "model/layers.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
@@ -17,13 +19,56 @@ std::string shape_str(const std::vector<int64_t>& s) {
 }
 }  // namespace
 
-const float* require_weight(const WeightMap& weights, const std::string& name, const std::vector<int64_t>& shape) {
+namespace {
+const WeightView& find_weight(const WeightMap& weights, const std::string& name, const std::vector<int64_t>& shape) {
   auto it = weights.find(name);
   if (it == weights.end()) throw std::invalid_argument("missing weight '" + name + "'");
   if (it->second.shape != shape)
     throw std::invalid_argument("weight '" + name + "' has shape " + shape_str(it->second.shape) + ", expected " +
                                 shape_str(shape));
-  return it->second.data;
+  return it->second;
+}
+}  // namespace
+
+const float* require_weight(const WeightMap& weights, const std::string& name, const std::vector<int64_t>& shape) {
+  const WeightView& v = find_weight(weights, name, shape);
+  if (!v.data)
+    throw std::invalid_argument("weight '" + name + "' is int8, but only the weights of linear layers may be int8");
+  return v.data;
+}
+
+LinearSource require_linear_weight(const WeightMap& weights, const std::string& name,
+                                   const std::vector<int64_t>& shape) {
+  const WeightView& v = find_weight(weights, name, shape);
+  if (v.data) return {v.data, nullptr, nullptr};
+  if (!v.q || !v.scale) throw std::invalid_argument("weight '" + name + "' is int8 without its scales");
+  return {nullptr, v.q, v.scale};
+}
+
+void quantize_weight_rows(const float* w, int64_t N, int64_t K, int8_t* q, float* scales) {
+  for (int64_t n = 0; n < N; ++n) {
+    const float* row = w + n * K;
+    float amax = 0.0f;
+    for (int64_t k = 0; k < K; ++k) {
+      if (!std::isfinite(row[k]))
+        throw std::invalid_argument("cannot quantize a weight holding NaN or infinity (row " + std::to_string(n) +
+                                    ")");
+      amax = std::max(amax, std::fabs(row[k]));
+    }
+    int8_t* out = q + n * K;
+    if (amax < 1e-30f) {
+      std::memset(out, 0, static_cast<size_t>(K));
+      scales[n] = 0.0f;
+      continue;
+    }
+    const float inv = 127.0f / amax;
+    scales[n] = amax / 127.0f;
+    for (int64_t k = 0; k < K; ++k) {
+      float r = row[k] * inv;
+      r = r > 127.0f ? 127.0f : (r < -127.0f ? -127.0f : r);
+      out[k] = static_cast<int8_t>(static_cast<int>(std::nearbyint(r)));
+    }
+  }
 }
 
 AlignedBuffer copy_aligned(const float* src, int64_t count) {
@@ -32,10 +77,53 @@ AlignedBuffer copy_aligned(const float* src, int64_t count) {
   return b;
 }
 
-Linear::Linear(const kernels::KernelTable& kt, const float* weight, const float* bias, int64_t out, int64_t in)
-    : in_(in), out_(out), packed_(static_cast<size_t>(kt.gemm_packed_size(out, in))), has_bias_(bias != nullptr) {
-  kt.gemm_pack(weight, out, in, packed_.data());
+namespace {
+// Floats of an AlignedBuffer that holds `bytes` bytes.
+size_t floats_for(int64_t bytes) { return static_cast<size_t>((bytes + 3) / 4); }
+}  // namespace
+
+Linear::Linear(const kernels::KernelTable& kt, const LinearSource& weight, const float* bias, int64_t out, int64_t in,
+               ComputeType compute)
+    : in_(in), out_(out), has_bias_(bias != nullptr) {
   if (bias) bias_ = copy_aligned(bias, out);
+  if (compute == ComputeType::kFloat32) {
+    packed_ = AlignedBuffer(static_cast<size_t>(kt.gemm_packed_size(out, in)));
+    if (weight.w) {
+      kt.gemm_pack(weight.w, out, in, packed_.data());
+    } else {  // int8 in, float32 out: dequantize
+      std::vector<float> w(static_cast<size_t>(out * in));
+      for (int64_t n = 0; n < out; ++n)
+        for (int64_t k = 0; k < in; ++k)
+          w[static_cast<size_t>(n * in + k)] = static_cast<float>(weight.q[n * in + k]) * weight.scale[n];
+      kt.gemm_pack(w.data(), out, in, packed_.data());
+    }
+    return;
+  }
+  i8_ = &kernels::int8_for(kt);
+  scales_ = AlignedBuffer(static_cast<size_t>(std::max<int64_t>(out, 1)));
+  std::vector<int8_t> quantized;
+  const int8_t* q = weight.q;
+  if (weight.q) {
+    for (int64_t n = 0; n < out; ++n) {
+      if (!std::isfinite(weight.scale[n]) || weight.scale[n] < 0.0f)
+        throw std::invalid_argument("an int8 weight's scale must be finite and >= 0");
+      scales_.data()[n] = weight.scale[n];
+    }
+    for (int64_t i = 0; i < out * in; ++i)
+      if (weight.q[i] == -128) throw std::invalid_argument("int8 weights must lie in [-127, 127] (found -128)");
+  } else {
+    quantized.resize(static_cast<size_t>(out * in));
+    quantize_weight_rows(weight.w, out, in, quantized.data(), scales_.data());
+    q = quantized.data();
+  }
+  packed_ = AlignedBuffer(floats_for(i8_->packed_bytes(out, in)));
+  i8_->pack(q, out, in, reinterpret_cast<int8_t*>(packed_.data()));
+}
+
+void Linear::export_int8(int8_t* q, float* scales) const {
+  if (!i8_) throw std::logic_error("export_int8 of a float32 Linear");
+  i8_->unpack(reinterpret_cast<const int8_t*>(packed_.data()), out_, in_, q);
+  std::memcpy(scales, scales_.data(), static_cast<size_t>(out_) * sizeof(float));
 }
 
 std::vector<uint8_t> key_padding_mask(const int32_t* lengths, int64_t B, int64_t S) {
@@ -48,11 +136,32 @@ std::vector<uint8_t> key_padding_mask(const int32_t* lengths, int64_t B, int64_t
 
 void Linear::forward(const kernels::KernelTable& kt, const float* x, int64_t M, float* y, kernels::Activation act,
                      const float* residual) const {
-  kt.linear_packed(x, M, in_, packed_.data(), out_, has_bias_ ? bias_.data() : nullptr, act, residual, y);
+  if (!i8_) {
+    kt.linear_packed(x, M, in_, packed_.data(), out_, has_bias_ ? bias_.data() : nullptr, act, residual, y);
+    return;
+  }
+  // x quantized per row into this thread's scratch (kept between calls).
+  static thread_local AlignedBuffer qbuf, sbuf;
+  const int64_t Kp = i8_->padded_k(in_);
+  qbuf.reserve_discard(floats_for(M * Kp));
+  sbuf.reserve_discard(static_cast<size_t>(std::max<int64_t>(M, 1)));
+  int8_t* q = reinterpret_cast<int8_t*>(qbuf.data());
+  i8_->quantize_rows(x, M, in_, q, sbuf.data());
+  i8_->linear(q, sbuf.data(), M, in_, reinterpret_cast<const int8_t*>(packed_.data()), scales_.data(), out_,
+              has_bias_ ? bias_.data() : nullptr, act, residual, y);
+  if (qbuf.size() > (size_t{1} << 24)) qbuf.release();
 }
 
 void Linear::export_weight(const kernels::KernelTable& kt, float* weight) const {
-  kt.gemm_unpack(packed_.data(), out_, in_, weight);
+  if (!i8_) {
+    kt.gemm_unpack(packed_.data(), out_, in_, weight);
+    return;
+  }
+  std::vector<int8_t> q(static_cast<size_t>(out_ * in_));
+  i8_->unpack(reinterpret_cast<const int8_t*>(packed_.data()), out_, in_, q.data());
+  for (int64_t n = 0; n < out_; ++n)
+    for (int64_t k = 0; k < in_; ++k)
+      weight[n * in_ + k] = static_cast<float>(q[static_cast<size_t>(n * in_ + k)]) * scales_.data()[n];
 }
 
 LayerNorm::LayerNorm(const float* weight, const float* bias, int64_t n, float eps)

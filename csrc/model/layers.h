@@ -14,35 +14,77 @@
 
 namespace pt::model {
 
-// A weight handed over by the caller: borrowed for the duration of the load.
+// How a model computes its GEMMs: float32 weights, or int8 weights with a float32
+// scale per output row (symmetric) and int8 activations quantized per row at run
+// time, int32 sums, the scales applied in the write-back (kernels.h, Int8Kernels).
+enum class ComputeType : int { kFloat32 = 0, kInt8 = 1 };
+
+// A weight handed over by the caller: borrowed for the duration of the load. Either
+// float32 (data), or, for a GEMM weight [out, in] stored int8, q (int8) and
+// scale [out] (q * scale[row] is the weight).
 struct WeightView {
   const float* data = nullptr;
   std::vector<int64_t> shape;
+  const int8_t* q = nullptr;
+  const float* scale = nullptr;
 };
 using WeightMap = std::unordered_map<std::string, WeightView>;
 
-// The named weight with exactly this shape; throws std::invalid_argument otherwise.
+// The named weight with exactly this shape; throws std::invalid_argument otherwise
+// (also when it is stored int8: only GEMM weights may be).
 const float* require_weight(const WeightMap& weights, const std::string& name, const std::vector<int64_t>& shape);
 
+// A GEMM weight [out, in] as given: float32 (w) or int8 with per-row scales (q, scale).
+struct LinearSource {
+  const float* w = nullptr;
+  const int8_t* q = nullptr;
+  const float* scale = nullptr;
+  // Rows [r, ...) of a [*, in] matrix.
+  LinearSource rows_from(int64_t r, int64_t in) const {
+    return {w ? w + r * in : nullptr, q ? q + r * in : nullptr, scale ? scale + r : nullptr};
+  }
+};
+// The named GEMM weight with exactly this shape, float32 or int8.
+LinearSource require_linear_weight(const WeightMap& weights, const std::string& name,
+                                   const std::vector<int64_t>& shape);
+
+// Symmetric per-row int8 of w [N,K]: scale[n] = max|w[n,:]| / 127 and
+// q = round-to-nearest-even(w * (127 / max|w[n,:]|)) in [-127, 127]; a row of zeros
+// (or below 1e-30) gets scale 0 and q = 0. Throws std::invalid_argument for a
+// non-finite weight.
+void quantize_weight_rows(const float* w, int64_t N, int64_t K, int8_t* q, float* scales);
+
 // y [M,out] = act(x [M,in] @ W^T + b) (+ residual [M,out]); W stored [out,in] as nn.Linear.
+// float32 (W packed for the kernel set), or int8 (W quantized per row, or taken as
+// given when it comes int8, packed for the int8 set that goes with the kernel set).
 class Linear {
  public:
   Linear() = default;
   // weight [out, in] (rows [row_begin, row_begin + out) of a larger matrix allowed
   // through `weight` already offset), bias [out] or null.
-  Linear(const kernels::KernelTable& kt, const float* weight, const float* bias, int64_t out, int64_t in);
+  Linear(const kernels::KernelTable& kt, const float* weight, const float* bias, int64_t out, int64_t in)
+      : Linear(kt, LinearSource{weight, nullptr, nullptr}, bias, out, in, ComputeType::kFloat32) {}
+  // From float32 or int8 weights, computing in `compute` (an int8 weight is
+  // dequantized for float32; a float32 one quantized for int8).
+  Linear(const kernels::KernelTable& kt, const LinearSource& weight, const float* bias, int64_t out, int64_t in,
+         ComputeType compute);
+  ComputeType compute_type() const { return i8_ ? ComputeType::kInt8 : ComputeType::kFloat32; }
+  // int8 only: the weight as stored, q [out, in] and scales [out].
+  void export_int8(int8_t* q, float* scales) const;
   void forward(const kernels::KernelTable& kt, const float* x, int64_t M, float* y,
                kernels::Activation act = kernels::Activation::kNone, const float* residual = nullptr) const;
   int64_t in_features() const { return in_; }
   int64_t out_features() const { return out_; }
   bool has_bias() const { return has_bias_; }
-  // The weight [out, in] and bias [out] as given at construction (exact copies).
+  // The weight [out, in] as given at construction (an exact copy; int8: q * scale).
   void export_weight(const kernels::KernelTable& kt, float* weight) const;
   const float* bias() const { return has_bias_ ? bias_.data() : nullptr; }
 
  private:
   int64_t in_ = 0, out_ = 0;
-  AlignedBuffer packed_;
+  AlignedBuffer packed_;  // float32 panels, or the int8 set's packed bytes
+  AlignedBuffer scales_;  // int8: [out]
+  const kernels::Int8Kernels* i8_ = nullptr;  // int8: the set packed_ is for
   AlignedBuffer bias_;
   bool has_bias_ = false;
 };

@@ -15,13 +15,13 @@ using kernels::Tensor4View;
 namespace {
 
 CrossAttentionWeights load_cross_attention(const kernels::KernelTable& kt, const WeightMap& w,
-                                           const names::Attention& n, int64_t E) {
-  const float* in_w = require_weight(w, n.in_proj_weight, {3 * E, E});
+                                           const names::Attention& n, int64_t E, ComputeType ct) {
+  const LinearSource in_w = require_linear_weight(w, n.in_proj_weight, {3 * E, E});
   const float* in_b = require_weight(w, n.in_proj_bias, {3 * E});
   CrossAttentionWeights a;
-  a.q = Linear(kt, in_w, in_b, E, E);
-  a.kv = Linear(kt, in_w + E * E, in_b + E, 2 * E, E);
-  a.out = load_linear(kt, w, n.out_proj, E, E);
+  a.q = Linear(kt, in_w, in_b, E, E, ct);
+  a.kv = Linear(kt, in_w.rows_from(E, E), in_b + E, 2 * E, E, ct);
+  a.out = load_linear(kt, w, n.out_proj, E, E, ct);
   return a;
 }
 
@@ -60,9 +60,9 @@ Transformer::Transformer(const TransformerConfig& config, const WeightMap& w)
   for (int64_t i = 0; i < cfg_.num_decoder_layers; ++i) {
     const names::DecoderLayer ln = names::decoder_layer(i);
     DecoderLayerWeights l;
-    l.self_attn = load_self_attention(kt_, w, ln.self_attn, E);
-    l.cross_attn = load_cross_attention(kt_, w, ln.cross_attn, E);
-    l.ffn = {load_linear(kt_, w, ln.linear1, F, E), load_linear(kt_, w, ln.linear2, E, F)};
+    l.self_attn = load_self_attention(kt_, w, ln.self_attn, E, cfg_.compute);
+    l.cross_attn = load_cross_attention(kt_, w, ln.cross_attn, E, cfg_.compute);
+    l.ffn = {load_linear(kt_, w, ln.linear1, F, E, cfg_.compute), load_linear(kt_, w, ln.linear2, E, F, cfg_.compute)};
     l.norm1 = load_norm(w, ln.norm1, E, eps);
     l.norm2 = load_norm(w, ln.norm2, E, eps);
     l.norm3 = load_norm(w, ln.norm3, E, eps);
@@ -70,15 +70,17 @@ Transformer::Transformer(const TransformerConfig& config, const WeightMap& w)
   }
   if (cfg_.final_norm) decoder_norm_ = load_norm(w, n.final_norm, E, eps);
   const names::Pair gen = names::generator();
-  const float* gen_w = cfg_.tie_output ? table : require_weight(w, gen.weight, {V, E});
+  const LinearSource gen_w =
+      cfg_.tie_output ? LinearSource{table, nullptr, nullptr} : require_linear_weight(w, gen.weight, {V, E});
   const float* gen_b = cfg_.output_bias ? require_weight(w, gen.bias, {V}) : nullptr;
-  generator_ = Linear(kt_, gen_w, gen_b, V, E);
+  generator_ = Linear(kt_, gen_w, gen_b, V, E, cfg_.compute);
 }
 
-void Transformer::export_weights(const WeightSink& sink) const {
+void Transformer::export_weights(const WeightSinks& sinks) const {
+  const WeightSink& sink = sinks.floats;
   const int64_t E = cfg_.d_model, V = cfg_.tgt_vocab_size;
   const names::Side n = names::target();
-  encoder_.export_weights(sink);
+  encoder_.export_weights(sinks);
   if (!cfg_.share_embeddings) export_array(sink, n.embed, {V, E}, tgt_table_.data());
   if (cfg_.positional == Positional::kLearned)
     export_array(sink, n.pos_embed, {cfg_.max_length, E}, tgt_embeddings_.positions());
@@ -86,17 +88,16 @@ void Transformer::export_weights(const WeightSink& sink) const {
   for (size_t i = 0; i < decoder_.size(); ++i) {
     const names::DecoderLayer ln = names::decoder_layer(static_cast<int64_t>(i));
     const DecoderLayerWeights& l = decoder_[i];
-    export_self_attention(kt_, sink, ln.self_attn, l.self_attn);
+    export_self_attention(kt_, sinks, ln.self_attn, l.self_attn);
     // in_proj of the cross attention = [Wq; Wk; Wv], kept as q and (k, v).
-    float* w = sink(ln.cross_attn.in_proj_weight, {3 * E, E});
-    l.cross_attn.q.export_weight(kt_, w);
-    l.cross_attn.kv.export_weight(kt_, w + E * E);
+    export_linear_weight(kt_, sinks, ln.cross_attn.in_proj_weight, l.cross_attn.q, 3 * E, 0);
+    export_linear_weight(kt_, sinks, ln.cross_attn.in_proj_weight, l.cross_attn.kv, 3 * E, E);
     float* b = sink(ln.cross_attn.in_proj_bias, {3 * E});
     std::copy(l.cross_attn.q.bias(), l.cross_attn.q.bias() + E, b);
     std::copy(l.cross_attn.kv.bias(), l.cross_attn.kv.bias() + 2 * E, b + E);
-    export_linear(kt_, sink, ln.cross_attn.out_proj, l.cross_attn.out);
-    export_linear(kt_, sink, ln.linear1, l.ffn.linear1);
-    export_linear(kt_, sink, ln.linear2, l.ffn.linear2);
+    export_linear(kt_, sinks, ln.cross_attn.out_proj, l.cross_attn.out);
+    export_linear(kt_, sinks, ln.linear1, l.ffn.linear1);
+    export_linear(kt_, sinks, ln.linear2, l.ffn.linear2);
     export_norm(sink, ln.norm1, l.norm1);
     export_norm(sink, ln.norm2, l.norm2);
     export_norm(sink, ln.norm3, l.norm3);
@@ -104,7 +105,7 @@ void Transformer::export_weights(const WeightSink& sink) const {
   if (cfg_.final_norm) export_norm(sink, n.final_norm, decoder_norm_);
   const names::Pair gen = names::generator();
   if (!cfg_.tie_output)
-    export_linear(kt_, sink, gen, generator_);
+    export_linear(kt_, sinks, gen, generator_);
   else if (cfg_.output_bias)
     export_array(sink, gen.bias, {V}, generator_.bias());
 }

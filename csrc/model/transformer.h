@@ -48,6 +48,9 @@ struct TransformerConfig {
   bool output_bias{};        // generator.bias present
   int64_t max_length{};      // positions available
   int64_t pad_id{}, bos_id{}, eos_id{};
+  // Not part of the architecture: how the GEMMs compute (the model's compute_type,
+  // set by the bindings beside the config).
+  ComputeType compute{};
 };
 
 inline LayerSpec layer_spec(const TransformerConfig& c) { return LayerSpec{c.norm_first, c.activation}; }
@@ -62,7 +65,7 @@ class Transformer {
 
   // Every weight under its torch name, exactly as loaded: sink(name, shape) returns
   // where to write that tensor's floats.
-  void export_weights(const WeightSink& sink) const;
+  void export_weights(const WeightSinks& sinks) const;
 
   // src_ids [B,S] (ids < src_vocab_size), src_lengths [B] (<= S) or null (all S)
   // -> memory [B,S,d_model]. Positions past a row's length are padding: masked out

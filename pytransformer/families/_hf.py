@@ -6,6 +6,7 @@ defaults of generation_config.json."""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import math
 import os
@@ -251,10 +252,18 @@ def concat_rows(names: List[str], arrays: List[np.ndarray]) -> np.ndarray:
     return np.concatenate(arrays, axis=0)
 
 
+#: Options of the pt.from_pretrained call in progress that every family's model takes
+#: (compute_type), set by from_pretrained around the family's loader and read by build():
+#: a family file needs no code for them.
+LOAD_OPTIONS: "contextvars.ContextVar[Dict[str, Any]]" = contextvars.ContextVar("pytransformer_load_options",
+                                                                                 default={})
+
+
 def build(cls, config, weights: Dict[str, np.ndarray], origin: Dict[str, str], **kwargs):
-    """cls(config, weights) with weight errors reported under the checkpoint's names."""
+    """cls(config, weights, **load options) with weight errors reported under the
+    checkpoint's names."""
     try:
-        return cls(config, weights, **kwargs)
+        return cls(config, weights, **{**LOAD_OPTIONS.get(), **kwargs})
     except WeightsError as e:
         def rename(problem: str) -> str:
             for ours, theirs in origin.items():
