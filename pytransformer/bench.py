@@ -31,7 +31,7 @@ def _median_time(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def _random_pt_model():
+def _random_pt_model(compute_type="float32"):
     import pytransformer as pt
 
     config = pt.TransformerConfig(d_model=D_MODEL, nhead=HEADS, num_encoder_layers=LAYERS, num_decoder_layers=LAYERS,
@@ -45,7 +45,7 @@ def _random_pt_model():
             weights[name] = np.ones(shape, np.float32) if name.endswith("weight") else np.zeros(shape, np.float32)
         else:
             weights[name] = (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np.float32)
-    return pt.Transformer(config, weights)
+    return pt.Transformer(config, weights, compute_type=compute_type)
 
 
 def _marian(workdir: str):
@@ -90,12 +90,12 @@ def run(args) -> int:
     if args.compare:
         try:
             hf = _marian(workdir)
-            model = pt.from_pretrained(workdir)
+            model = pt.from_pretrained(workdir, compute_type=args.compute_type)
         except ImportError as e:
             notes.append(f"--compare needs torch and transformers ({e}); running pytransformer alone")
-            model = _random_pt_model()
+            model = _random_pt_model(args.compute_type)
     else:
-        model = _random_pt_model()
+        model = _random_pt_model(args.compute_type)
     ct2 = None
     if hf is not None:
         try:
@@ -111,7 +111,9 @@ def run(args) -> int:
     rng = np.random.default_rng(7)
     print(f"pytransformer {pt.__version__} bench: random Transformer-base (d_model {D_MODEL}, {LAYERS}+{LAYERS} layers, "
           f"vocab {VOCAB}), source length {SRC_LEN}, {args.tokens} generated tokens, greedy; "
-          f"{pt.runtime_info()['isa']}, median of {args.repeats}")
+          f"{pt.runtime_info()['isa']}, compute_type {model.compute_type}"
+          f"{' (int8 kernel ' + pt.runtime_info()['int8_kernel'] + ')' if model.compute_type == 'int8' else ''}, "
+          f"median of {args.repeats}")
     for note in notes:
         print("note: " + note)
     header = f"{'threads':>7} {'batch':>5} {'impl':>14} {'encode ms':>10} {'generate ms':>12} {'tokens/s':>9}"

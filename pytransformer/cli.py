@@ -65,7 +65,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     if args.threads:
         pt.set_num_threads(args.threads)
     try:
-        model = pt.from_pretrained(args.model)
+        model = pt.from_pretrained(args.model, compute_type=args.compute_type)
     except (OSError, ValueError) as e:
         raise CliError(_one_line(e)) from None
     if not isinstance(model, pt.EncoderModel):
@@ -126,7 +126,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     # The demo model is tiny: one thread is as fast, and immune to a busy machine.
     pt.set_num_threads(args.threads or 1)
     try:
-        demo = pt.load_demo()
+        demo = pt.load_demo(compute_type=args.compute_type)
     except (OSError, ValueError) as e:
         raise CliError(str(e)) from None
     texts = args.texts or pt.text.DEMO_EXAMPLES
@@ -156,7 +156,7 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     if args.threads:
         pt.set_num_threads(args.threads)
     try:
-        model = pt.Transformer.load(args.model)
+        model = pt.Transformer.load(args.model, compute_type=args.compute_type)
     except (OSError, ValueError) as e:
         raise CliError(_one_line(e)) from None
     try:
@@ -213,6 +213,29 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    import os
+
+    import pytransformer as pt
+
+    src = os.fspath(args.input)
+    try:
+        if os.path.isdir(src):
+            model = pt.from_pretrained(src, compute_type="int8")
+            if not isinstance(model, pt.Transformer):
+                raise CliError(f"{src}: quantize writes encoder-decoder models only for now "
+                               f"(this folder is a {type(model).__name__}; use --compute-type int8 when loading it)")
+        else:
+            model = pt.Transformer.load(src, compute_type="int8")
+        model.save(args.output, metadata=model.metadata)
+    except (OSError, ValueError) as e:
+        raise CliError(_one_line(e)) from None
+    a, b = os.path.getsize(src) if os.path.isfile(src) else None, os.path.getsize(args.output)
+    ratio = f" ({b / a:.2f}x of {a:,} bytes)" if a else ""
+    print(f"wrote {args.output}: int8, {b:,} bytes{ratio}")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
 
@@ -231,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attention", action="store_true",
                    help="show which source characters each output character looked at")
     p.add_argument("--threads", type=int, help="threads to use (default: 1; the model is small)")
+    p.add_argument("--compute-type", choices=("float32", "int8"), default=None,
+                   help="float32 or int8 (int8 linear layers; default: float32)")
+
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("translate", help="run a saved model over lines of text or token ids",
@@ -248,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: on for long inputs when stderr is a terminal; needs tqdm)")
     p.add_argument("--threads", type=int, help="threads to use (default: physical cores)")
+    p.add_argument("--compute-type", choices=("float32", "int8"), default=None,
+                   help="float32 or int8 (int8 linear layers; default: the file's own)")
     p.set_defaults(func=_cmd_translate)
 
     p = sub.add_parser("bench", help="speed on a Transformer-base-sized random model",
@@ -259,7 +287,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--compare", action="store_true",
                    help="also run PyTorch (Hugging Face transformers) and CTranslate2 on the same model when installed")
+    p.add_argument("--compute-type", choices=("float32", "int8"), default="float32",
+                   help="pytransformer's compute type (default: float32)")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("quantize", help="write an int8 copy of a model",
+                       description="Load a model (a .safetensors file written by Transformer.save, or a Hugging Face "
+                                   "encoder-decoder folder), quantize its linear layers to int8 (a float32 scale "
+                                   "per row) and save it; its metadata (vocabulary) is kept.")
+    p.add_argument("input", help="a .safetensors model file or a Hugging Face model folder")
+    p.add_argument("output", help="the int8 .safetensors file to write")
+    p.set_defaults(func=_cmd_quantize)
 
     p = sub.add_parser("info", help="runtime (instruction set, threads) and versions")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -276,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-normalize", action="store_true", help="do not scale embeddings to unit length")
     p.add_argument("--threads", type=int, help="threads to use (default: physical cores)")
     p.add_argument("--precision", type=int, default=6, help="significant digits printed (default 6)")
+    p.add_argument("--compute-type", choices=("float32", "int8"), default="float32",
+                   help="float32 or int8 (int8 linear layers; default: float32)")
+
     p.add_argument("--progress", action="store_true", help="show a progress bar (needs tqdm)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_embed)

@@ -300,3 +300,52 @@ def test_bad_weights_name_the_weight(tmp_path, rng):
     r = run_cli(["embed", "--model", folder, "hello"], tmp_path)
     assert r.returncode == 1
     assert_clean_error(r, "classifier.weight")
+
+
+# -- int8 -------------------------------------------------------------------------
+
+
+def _demo_file():
+    return os.path.join(os.path.dirname(pt.__file__), "data", "dates.safetensors")
+
+
+def test_quantize_writes_an_int8_model(tmp_path):
+    out = tmp_path / "dates-int8.safetensors"
+    r = run_cli(["quantize", _demo_file(), out], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "int8" in r.stdout and out.is_file()
+    # The bundled model's embeddings are small: its linear layers dominate the file.
+    assert out.stat().st_size <= 0.3 * os.path.getsize(_demo_file())
+    m = pt.Transformer.load(out)
+    assert m.compute_type == "int8" and "vocab" in m.metadata
+    r = run_cli(["translate", "--model", out, "--beam-size", "1"], tmp_path, stdin="25th of November 2026\n11/25/26\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["2026-11-25", "2026-11-25"]
+    # As float32 (dequantized): same outputs here.
+    r = run_cli(["translate", "--model", out, "--compute-type", "float32", "--beam-size", "1"], tmp_path,
+                stdin="25th of November 2026\n")
+    assert r.returncode == 0 and r.stdout.split() == ["2026-11-25"], r.stderr
+
+
+def test_quantize_errors_are_one_line(tmp_path):
+    assert_clean_error(run_cli(["quantize", tmp_path / "missing.safetensors", tmp_path / "o.safetensors"], tmp_path),
+                       "missing.safetensors")
+    assert_clean_error(run_cli(["quantize"], tmp_path), "input", usage=True)
+
+
+def test_demo_and_bench_take_compute_type(tmp_path):
+    r = run_cli(["demo", "--compute-type", "int8", "3 March 2001"], tmp_path)
+    assert r.returncode == 0 and "2001-03-03" in r.stdout, r.stderr
+    assert_clean_error(run_cli(["demo", "--compute-type", "int4"], tmp_path), "compute-type", usage=True)
+    r = run_cli(["bench", "--compute-type", "int8", "--threads", "1", "--batch", "1", "--tokens", "2",
+                 "--repeats", "1"], tmp_path)
+    assert r.returncode == 0 and "compute_type int8" in r.stdout, r.stderr
+
+
+def test_embed_takes_compute_type(tmp_path, minilm_path, minilm):
+    r = run_cli(["embed", "--model", minilm_path, "--compute-type", "int8", "--json", *TEXTS], tmp_path)
+    assert r.returncode == 0, r.stderr
+    got = np.array(json.loads(r.stdout)["embeddings"])
+    want = minilm.embed(TEXTS)  # float32, unit length
+    assert got.shape == want.shape and not np.allclose(got, want, atol=1e-6, rtol=0)  # really int8
+    assert ((got * want).sum(1) > 0.99).all()
