@@ -14,7 +14,6 @@ namespace py = pybind11;
 
 namespace pt::bindings {
 void bind_ops(py::module_& m);
-void bind_ops_int8(py::module_& m);
 void bind_model(py::module_& m);
 }
 
@@ -54,6 +53,5 @@ PYBIND11_MODULE(_core, m) {
   pt::bindings::init_interrupts();
   py::module_ ops = m.def_submodule("ops", "functional ops");
   pt::bindings::bind_ops(ops);
-  pt::bindings::bind_ops_int8(ops);
   pt::bindings::bind_model(m);
 }

@@ -46,28 +46,16 @@ LinearSource require_linear_weight(const WeightMap& weights, const std::string& 
 }
 
 void quantize_weight_rows(const float* w, int64_t N, int64_t K, int8_t* q, float* scales) {
+  // The rule of the activations (Int8Kernels::quantize_rows), from the portable set
+  // (signed rows padded to padded_k(K)); a NaN scale marks a non-finite row.
+  const kernels::Int8Kernels& k = kernels::int8_generic();
+  const int64_t Kp = k.padded_k(K);
+  std::vector<int8_t> rows(static_cast<size_t>(std::max<int64_t>(N * Kp, 1)));
+  k.quantize_rows(w, N, K, rows.data(), scales);
   for (int64_t n = 0; n < N; ++n) {
-    const float* row = w + n * K;
-    float amax = 0.0f;
-    for (int64_t k = 0; k < K; ++k) {
-      if (!std::isfinite(row[k]))
-        throw std::invalid_argument("cannot quantize a weight holding NaN or infinity (row " + std::to_string(n) +
-                                    ")");
-      amax = std::max(amax, std::fabs(row[k]));
-    }
-    int8_t* out = q + n * K;
-    if (amax < 1e-30f) {
-      std::memset(out, 0, static_cast<size_t>(K));
-      scales[n] = 0.0f;
-      continue;
-    }
-    const float inv = 127.0f / amax;
-    scales[n] = amax / 127.0f;
-    for (int64_t k = 0; k < K; ++k) {
-      float r = row[k] * inv;
-      r = r > 127.0f ? 127.0f : (r < -127.0f ? -127.0f : r);
-      out[k] = static_cast<int8_t>(static_cast<int>(std::nearbyint(r)));
-    }
+    if (std::isnan(scales[n]))
+      throw std::invalid_argument("cannot quantize a weight holding NaN or infinity (row " + std::to_string(n) + ")");
+    std::memcpy(q + n * K, rows.data() + n * Kp, static_cast<size_t>(K));
   }
 }
 
