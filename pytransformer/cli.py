@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="show which source characters each output character looked at")
     p.add_argument("--threads", type=int, help="threads to use (default: 1; the model is small)")
     p.add_argument("--compute-type", choices=("float32", "int8"), default=None,
-                   help="float32 or int8 (int8 linear layers; default: float32)")
+                   help="float32 or int8 (int8 linear layers and embeddings; default: float32)")
 
     p.set_defaults(func=_cmd_demo)
 
@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="progress bar (default: on for long inputs when stderr is a terminal; needs tqdm)")
     p.add_argument("--threads", type=int, help="threads to use (default: physical cores)")
     p.add_argument("--compute-type", choices=("float32", "int8"), default=None,
-                   help="float32 or int8 (int8 linear layers; default: the file's own)")
+                   help="float32 or int8 (int8 linear layers and embeddings; default: the file's own)")
     p.set_defaults(func=_cmd_translate)
 
     p = sub.add_parser("bench", help="speed on a Transformer-base-sized random model",
@@ -293,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("quantize", help="write an int8 copy of a model",
                        description="Load a model (a .safetensors file written by Transformer.save, or a Hugging Face "
-                                   "encoder-decoder folder), quantize its linear layers to int8 (a float32 scale "
+                                   "encoder-decoder folder), quantize its linear layers and embedding tables to int8 (a float32 scale "
                                    "per row) and save it; its metadata (vocabulary) is kept.")
     p.add_argument("input", help="a .safetensors model file or a Hugging Face model folder")
     p.add_argument("output", help="the int8 .safetensors file to write")
@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="threads to use (default: physical cores)")
     p.add_argument("--precision", type=int, default=6, help="significant digits printed (default 6)")
     p.add_argument("--compute-type", choices=("float32", "int8"), default="float32",
-                   help="float32 or int8 (int8 linear layers; default: float32)")
+                   help="float32 or int8 (int8 linear layers and embeddings; default: float32)")
 
     p.add_argument("--progress", action="store_true", help="show a progress bar (needs tqdm)")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -31,8 +31,8 @@ __all__ = ["from_pretrained", "load_state_dict"]
 def from_pretrained(path: "os.PathLike[str] | str", *, compute_type: str = "float32"):
     """Build a pytransformer model from a Hugging Face model folder (see the module doc).
 
-    ``compute_type``: ``"float32"``, or ``"int8"`` (the linear layers' weights quantized
-    once at load, see :class:`pytransformer.Transformer`)."""
+    ``compute_type``: ``"float32"``, or ``"int8"`` (the linear layers' weights and the
+    token embedding tables quantized once at load, see :class:`pytransformer.Transformer`)."""
     compute_type = check_compute_type(compute_type)
     path = os.fspath(path)
     if not os.path.isdir(path):

@@ -216,7 +216,8 @@ def read_safetensors(file: "os.PathLike[str] | str", context: str = "") -> Dict[
 
 
 #: How a model computes: ``"float32"``, or ``"int8"`` (int8 weights of the linear layers
-#: with a float32 scale per row, activations quantized per row at run time).
+#: and token embedding tables with a float32 scale per row, activations quantized per
+#: row at run time).
 COMPUTE_TYPES = ("float32", "int8")
 
 
@@ -230,11 +231,14 @@ def check_compute_type(value: Any) -> str:
 SCALE_SUFFIX = "_scale"
 
 
-def is_linear_weight(name: str, shape: Tuple[int, ...]) -> bool:
-    """Whether ``name`` is the weight of a linear layer (a GEMM weight): those, and only
-    those, an int8 model stores int8 (attention projections, FFN, output projection)."""
+def is_int8_weight(name: str, shape: Tuple[int, ...]) -> bool:
+    """Whether an int8 model stores ``name`` int8 (with a float32 scale per row): the
+    weights of the linear layers (attention projections, FFN, output projection) and the
+    token embedding tables (whose rows a tied output projection uses as its weight).
+    Positions, token types, LayerNorms and biases stay float32."""
     return len(shape) == 2 and name.endswith(("in_proj_weight", "out_proj.weight", "linear1.weight",
-                                              "linear2.weight", "generator.weight"))
+                                              "linear2.weight", "generator.weight", "src_embed.weight",
+                                              "tgt_embed.weight"))
 
 
 def check_weights(config: TransformerConfig, weights: Mapping[str, Any],
@@ -242,7 +246,7 @@ def check_weights(config: TransformerConfig, weights: Mapping[str, Any],
     """Validate ``weights`` against ``config``; return float32 C-contiguous arrays.
 
     Floating-point arrays of other precisions are converted to float32. The weight of
-    a linear layer may instead be int8 (values in [-127, 127]) with its float32 scales
+    a linear layer or a token embedding table may instead be int8 (values in [-127, 127]) with its float32 scales
     ``name + "_scale"`` (one per row, finite, >= 0), as int8 models save them; both are
     returned as they are. Raises :class:`WeightsError` listing every missing,
     unexpected, misshaped, non-float or non-finite weight at once.
@@ -261,7 +265,7 @@ def check_weights(config: TransformerConfig, weights: Mapping[str, Any],
         if not isinstance(value, np.ndarray):
             problems.append(f"'{name}' is a {type(value).__name__}, expected a numpy array of shape {shape}")
             continue
-        if value.dtype == np.int8 and is_linear_weight(name, shape):
+        if value.dtype == np.int8 and is_int8_weight(name, shape):
             problem = _check_int8(name, value, shape, weights)
             if problem:
                 problems.append(problem)
@@ -272,7 +276,7 @@ def check_weights(config: TransformerConfig, weights: Mapping[str, Any],
             continue
         if value.dtype.kind != "f":
             problems.append(f"'{name}' has dtype {value.dtype}, expected a floating-point array (float32)"
-                            + (" or int8 with its scales" if is_linear_weight(name, shape) else ""))
+                            + (" or int8 with its scales" if is_int8_weight(name, shape) else ""))
             continue
         if value.shape != shape:
             problems.append(f"'{name}' has shape {value.shape}, expected {shape}")

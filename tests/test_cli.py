@@ -314,7 +314,7 @@ def test_quantize_writes_an_int8_model(tmp_path):
     r = run_cli(["quantize", _demo_file(), out], tmp_path)
     assert r.returncode == 0, r.stderr
     assert "int8" in r.stdout and out.is_file()
-    # The bundled model's embeddings are small: its linear layers dominate the file.
+    # int8 linear layers and embedding tables (+ a float32 scale per row): at most 0.3x.
     assert out.stat().st_size <= 0.3 * os.path.getsize(_demo_file())
     m = pt.Transformer.load(out)
     assert m.compute_type == "int8" and "vocab" in m.metadata

@@ -63,9 +63,6 @@ def ranks(a):
     return r
 
 
-@pytest.mark.xfail(strict=True, reason="not met yet (issue 13): per-row int8 of every linear layer gives a minimum "
-                   "cosine of 0.9947 (mean 0.9975) on these 400 sentences, just under 0.995; the Spearman "
-                   "check passes. strict: an XPASS fails, so the marker goes when the accuracy is reached")
 def test_int8_minilm_embeddings_on_real_sentences(minilm_path):
     sentences = real_sentences()
     assert len(sentences) >= 300, len(sentences)

@@ -87,7 +87,7 @@ def test_state_dict_int8_and_dequantized(pair):
     stored = i8.state_dict(int8=True)
     deq = i8.state_dict()
     for name, shape in pt.weights.expected_weight_shapes(config).items():
-        if pt.weights.is_linear_weight(name, shape):
+        if pt.weights.is_int8_weight(name, shape):
             q, s = stored[name], stored[name + "_scale"]
             assert q.dtype == np.int8 and s.dtype == np.float32 and s.shape == (shape[0],)
             np.testing.assert_array_equal(q, pt.ops.quantize_weight(w[name])[0])
@@ -115,15 +115,20 @@ def test_save_load_round_trip(pair, tmp_path, rng):
     ref = pt.Transformer(config, i8.state_dict())
     np.testing.assert_array_equal(deq.decode(tgt, deq.encode(src, lengths), lengths),
                                   ref.decode(tgt, ref.encode(src, lengths), lengths))
-    # About a quarter of the float32 bytes for the linear layers (embeddings stay float32 here).
+    # int8 linear layers and embedding tables, float32 scales, LayerNorms and biases: about
+    # a quarter of the float32 bytes, plus 3 bytes per row of each int8 weight (its scale).
     size8, size32 = (tmp_path / "int8.safetensors").stat().st_size, (tmp_path / "f32.safetensors").stat().st_size
-    assert size8 < size32
+    state = f32.state_dict()
+    int8_elems = sum(a.size for n, a in state.items() if pt.weights.is_int8_weight(n, a.shape))
+    rows = sum(a.shape[0] for n, a in state.items() if pt.weights.is_int8_weight(n, a.shape))
+    assert size8 <= size32 - 3 * int8_elems + 4 * rows + 4096, (size8, size32)
 
 
-def test_int8_weights_are_checked(pair):
+@pytest.mark.parametrize("name", ["decoder.layers.0.linear1.weight", "src_embed.weight", "tgt_embed.weight"])
+def test_int8_weights_are_checked(pair, name):
     config, w, _, i8 = pair
     stored = i8.state_dict(int8=True)
-    name = "decoder.layers.0.linear1.weight"
+    assert stored[name].dtype == np.int8  # linear layers and token embedding tables
     bad = dict(stored)
     del bad[name + "_scale"]
     with pytest.raises(pt.weights.WeightsError, match="scales"):
@@ -141,6 +146,7 @@ def test_int8_weights_are_checked(pair):
     bad["decoder.layers.0.norm1.weight"] = np.ones(config.d_model, np.int8)
     with pytest.raises(pt.weights.WeightsError, match="dtype int8"):
         pt.Transformer(config, bad, compute_type="int8")
+
 
 
 def test_mixing_compute_types_in_one_process(pair, rng):
@@ -181,3 +187,24 @@ def test_encoder_model_int8(rng):
     assert rel_rms(b, a) < 0.05 and cosines(b, a).min() > 0.99
     back = pt.EncoderModel(config, i8.state_dict(int8=True), compute_type="int8")
     np.testing.assert_array_equal(back.encode(ids), b)
+
+
+def test_int8_embedding_tables_are_the_quantized_rows(pair, rng):
+    # The int8 model's tables are the per-row quantization of the float32 ones, and
+    # they are what its embeddings look up: a float32 model given those int8 tables
+    # (dequantized on load) embeds exactly q * scale, as the numpy reference does.
+    config, w, f32, i8 = pair
+    stored = i8.state_dict(int8=True)
+    for name in ("src_embed.weight", "tgt_embed.weight"):
+        q, s = pt.ops.quantize_weight(w[name])
+        np.testing.assert_array_equal(stored[name], q)
+        np.testing.assert_array_equal(stored[name + "_scale"], s)
+    mixed = dict(w, **{k: stored[k] for k in ("src_embed.weight", "src_embed.weight_scale")})
+    deq = pt.Transformer(config, mixed)
+    ref = pt.Transformer(config, dict(w, **{"src_embed.weight": stored["src_embed.weight"].astype(np.float32)
+                                            * stored["src_embed.weight_scale"][:, None]}))
+    src, lengths, _ = batch(rng, config)
+    np.testing.assert_array_equal(deq.encode(src, lengths), ref.encode(src, lengths))
+    # Loaded int8 again: bit-identical to the model that quantized them.
+    again = pt.Transformer(config, stored, compute_type="int8")
+    np.testing.assert_array_equal(again.encode(src, lengths), i8.encode(src, lengths))

@@ -105,13 +105,13 @@ Encoder::Encoder(const kernels::KernelTable& kt, const TransformerConfig& cfg, c
   const int64_t E = cfg.d_model, F = cfg.dim_feedforward, V = cfg.src_vocab_size;
   const float eps = cfg.layer_norm_eps;
   const names::Side n = names::source();
-  table_ = copy_aligned(require_weight(w, n.embed, {V, E}), V * E);
+  auto table = std::make_shared<const EmbeddingTable>(w, n.embed, V, E, cfg.compute);
   const float* learned =
       cfg.positional == Positional::kLearned ? require_weight(w, n.pos_embed, {cfg.max_length, E}) : nullptr;
   const float* types = cfg.type_vocab_size > 0 ? require_weight(w, n.type_embed, {cfg.type_vocab_size, E}) : nullptr;
   const float* nw = cfg.embedding_norm ? require_weight(w, n.embed_norm.weight, {E}) : nullptr;
   const float* nb = cfg.embedding_norm ? require_weight(w, n.embed_norm.bias, {E}) : nullptr;
-  embeddings_ = Embeddings(table_.data(), V, E, cfg.embedding_scale, cfg.positional, cfg.max_length, learned, types,
+  embeddings_ = Embeddings(std::move(table), V, E, cfg.embedding_scale, cfg.positional, cfg.max_length, learned, types,
                            cfg.type_vocab_size, nw, nb, eps);
   for (int64_t i = 0; i < cfg.num_encoder_layers; ++i) {
     const names::EncoderLayer ln = names::encoder_layer(i);
@@ -160,7 +160,7 @@ void Encoder::export_weights(const WeightSinks& sinks) const {
   const WeightSink& sink = sinks.floats;
   const int64_t E = cfg_.d_model;
   const names::Side n = names::source();
-  export_array(sink, n.embed, {cfg_.src_vocab_size, E}, table_.data());
+  embeddings_.table()->export_to(sinks, n.embed);
   if (cfg_.positional == Positional::kLearned)
     export_array(sink, n.pos_embed, {cfg_.max_length, E}, embeddings_.positions());
   if (embeddings_.types()) export_array(sink, n.type_embed, {cfg_.type_vocab_size, E}, embeddings_.types());

@@ -18,16 +18,6 @@ namespace pt::model {
 
 struct TransformerConfig;
 
-using WeightSink = std::function<float*(const std::string& name, const std::vector<int64_t>& shape)>;
-using Int8Sink = std::function<int8_t*(const std::string& name, const std::vector<int64_t>& shape)>;
-// Where exported weights go: float32 tensors, and, when `int8` is set, the weights of
-// int8 linear layers as stored (int8 under their name, their scales [rows] float32
-// under name + kScaleSuffix). Without `int8`, int8 weights are exported dequantized.
-struct WeightSinks {
-  WeightSink floats;
-  Int8Sink int8;
-};
-inline constexpr const char* kScaleSuffix = "_scale";
 
 // Loaders and exporters of the blocks, under the names of weight_table.h.
 SelfAttentionWeights load_self_attention(const kernels::KernelTable& kt, const WeightMap& w,
@@ -58,12 +48,11 @@ class Encoder {
               float* out) const;
 
   void export_weights(const WeightSinks& sinks) const;
-  const float* embedding_table() const { return table_.data(); }
+  const std::shared_ptr<const EmbeddingTable>& embedding_table() const { return embeddings_.table(); }
 
  private:
   const kernels::KernelTable& kt_;
   const TransformerConfig& cfg_;
-  AlignedBuffer table_;
   Embeddings embeddings_;
   std::vector<EncoderLayerWeights> layers_;
   LayerNorm final_norm_;

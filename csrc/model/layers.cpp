@@ -33,7 +33,7 @@ const WeightView& find_weight(const WeightMap& weights, const std::string& name,
 const float* require_weight(const WeightMap& weights, const std::string& name, const std::vector<int64_t>& shape) {
   const WeightView& v = find_weight(weights, name, shape);
   if (!v.data)
-    throw std::invalid_argument("weight '" + name + "' is int8, but only the weights of linear layers may be int8");
+    throw std::invalid_argument("weight '" + name + "' is int8, but only the weights of linear layers and token embedding tables may be int8");
   return v.data;
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -14,13 +15,25 @@
 
 namespace pt::model {
 
+using WeightSink = std::function<float*(const std::string& name, const std::vector<int64_t>& shape)>;
+using Int8Sink = std::function<int8_t*(const std::string& name, const std::vector<int64_t>& shape)>;
+// Where exported weights go: float32 tensors, and, when `int8` is set, the weights of
+// int8 linear layers and embedding tables as stored (int8 under their name, their scales [rows] float32
+// under name + kScaleSuffix). Without `int8`, int8 weights are exported dequantized.
+struct WeightSinks {
+  WeightSink floats;
+  Int8Sink int8;
+};
+inline constexpr const char* kScaleSuffix = "_scale";
+
 // How a model computes its GEMMs: float32 weights, or int8 weights with a float32
 // scale per output row (symmetric) and int8 activations quantized per row at run
 // time, int32 sums, the scales applied in the write-back (kernels.h, Int8Kernels).
 enum class ComputeType : int { kFloat32 = 0, kInt8 = 1 };
 
 // A weight handed over by the caller: borrowed for the duration of the load. Either
-// float32 (data), or, for a GEMM weight [out, in] stored int8, q (int8) and
+// float32 (data), or, for a GEMM weight [out, in] or a token embedding table [vocab, E]
+// stored int8, q (int8) and
 // scale [out] (q * scale[row] is the weight).
 struct WeightView {
   const float* data = nullptr;
@@ -31,7 +44,7 @@ struct WeightView {
 using WeightMap = std::unordered_map<std::string, WeightView>;
 
 // The named weight with exactly this shape; throws std::invalid_argument otherwise
-// (also when it is stored int8: only GEMM weights may be).
+// (also when it is stored int8: only GEMM weights and token embedding tables may be).
 const float* require_weight(const WeightMap& weights, const std::string& name, const std::vector<int64_t>& shape);
 
 // A GEMM weight [out, in] as given: float32 (w) or int8 with per-row scales (q, scale).

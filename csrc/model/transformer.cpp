@@ -46,11 +46,9 @@ Transformer::Transformer(const TransformerConfig& config, const WeightMap& w)
   const int64_t E = cfg_.d_model, F = cfg_.dim_feedforward, V = cfg_.tgt_vocab_size;
   const float eps = cfg_.layer_norm_eps;
   const names::Side n = names::target();
-  const float* table = encoder_.embedding_table();
-  if (!cfg_.share_embeddings) {
-    tgt_table_ = copy_aligned(require_weight(w, n.embed, {V, E}), V * E);
-    table = tgt_table_.data();
-  }
+  std::shared_ptr<const EmbeddingTable> table =
+      cfg_.share_embeddings ? encoder_.embedding_table()
+                            : std::make_shared<const EmbeddingTable>(w, n.embed, V, E, cfg_.compute);
   const float* learned =
       cfg_.positional == Positional::kLearned ? require_weight(w, n.pos_embed, {cfg_.max_length, E}) : nullptr;
   const float* nw = cfg_.embedding_norm ? require_weight(w, n.embed_norm.weight, {E}) : nullptr;
@@ -71,7 +69,7 @@ Transformer::Transformer(const TransformerConfig& config, const WeightMap& w)
   if (cfg_.final_norm) decoder_norm_ = load_norm(w, n.final_norm, E, eps);
   const names::Pair gen = names::generator();
   const LinearSource gen_w =
-      cfg_.tie_output ? LinearSource{table, nullptr, nullptr} : require_linear_weight(w, gen.weight, {V, E});
+      cfg_.tie_output ? table->as_linear() : require_linear_weight(w, gen.weight, {V, E});
   const float* gen_b = cfg_.output_bias ? require_weight(w, gen.bias, {V}) : nullptr;
   generator_ = Linear(kt_, gen_w, gen_b, V, E, cfg_.compute);
 }
@@ -81,7 +79,7 @@ void Transformer::export_weights(const WeightSinks& sinks) const {
   const int64_t E = cfg_.d_model, V = cfg_.tgt_vocab_size;
   const names::Side n = names::target();
   encoder_.export_weights(sinks);
-  if (!cfg_.share_embeddings) export_array(sink, n.embed, {V, E}, tgt_table_.data());
+  if (!cfg_.share_embeddings) tgt_embeddings_.table()->export_to(sinks, n.embed);
   if (cfg_.positional == Positional::kLearned)
     export_array(sink, n.pos_embed, {cfg_.max_length, E}, tgt_embeddings_.positions());
   if (tgt_embeddings_.has_norm()) export_norm(sink, n.embed_norm, tgt_embeddings_.norm());

@@ -93,7 +93,6 @@ class Transformer {
   const kernels::KernelTable& kt_;
   TransformerConfig cfg_;
   Encoder encoder_;
-  AlignedBuffer tgt_table_;  // empty when shared with the encoder's
   Embeddings tgt_embeddings_;
   std::vector<DecoderLayerWeights> decoder_;
   LayerNorm decoder_norm_;
