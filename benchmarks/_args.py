@@ -53,6 +53,14 @@ def resolve_timing_args(p: argparse.ArgumentParser, args) -> None:
         p.error("--repeats and --threads must be >= 1")
 
 
+def compute_types_type(s: str):
+    """--compute-types: float32 and/or int8, comma-separated."""
+    got = [t.strip() for t in s.split(",") if t.strip()]
+    if not got or any(t not in ("float32", "int8") for t in got):
+        raise argparse.ArgumentTypeError(f"compute types are float32 and/or int8, comma-separated; got {s!r}")
+    return got
+
+
 def peers_type(choices):
     """argparse type: comma-separated names out of choices ('none': no peers)."""
 

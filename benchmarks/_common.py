@@ -9,7 +9,8 @@ module per job, all re-exported here (the scripts use ``bc.name``):
 * ``_args``: the shared command-line arguments and the cached work folder;
 * ``_worker``: a library in a worker process of its own (CTranslate2);
 * ``_ct2``: the CTranslate2 functions that run in that worker, model conversion;
-* ``_marian``: the Transformer-base Marian model the peers run.
+* ``_marian``: the Transformer-base Marian model the peers run;
+* ``_onnx``: ONNX export, dynamic int8 quantization and sessions of ONNX Runtime.
 
 Imports nothing beyond the standard library and numpy at module level (the worker
 process imports this module and must not load torch). Not a benchmark for asv: it
@@ -23,6 +24,7 @@ if __package__:  # imported as benchmarks._common (python -m)
     from ._machine import *
     from ._machine import WORKER_PIDS
     from ._marian import *
+    from ._onnx import *
     from ._report import *
     from ._timing import *
     from ._worker import *
@@ -32,6 +34,7 @@ else:  # run as a script: benchmarks/ is on sys.path
     from _machine import *
     from _machine import WORKER_PIDS
     from _marian import *
+    from _onnx import *
     from _report import *
     from _timing import *
     from _worker import *

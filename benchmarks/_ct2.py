@@ -16,11 +16,12 @@ else:  # benchmarks/ is on sys.path
 # -- CTranslate2 (functions that run in the worker) --------------------------------------
 
 
-def ct2_load(kind: str, model_dir: str, threads: int):
-    """ctranslate2.<kind> (Translator, Encoder) on the CPU, float32, intra_threads = threads."""
+def ct2_load(kind: str, model_dir: str, threads: int, compute_type: str = "float32"):
+    """ctranslate2.<kind> (Translator, Encoder) on the CPU, intra_threads = threads,
+    compute_type "float32" or "int8" (a model converted with quantization="int8")."""
     import ctranslate2
 
-    return getattr(ctranslate2, kind)(model_dir, device="cpu", compute_type="float32", intra_threads=threads,
+    return getattr(ctranslate2, kind)(model_dir, device="cpu", compute_type=compute_type, intra_threads=threads,
                                       inter_threads=1)
 
 
@@ -44,10 +45,21 @@ def ct2_backend(worker: Worker, kind: str, model_dir: str) -> str:
     return ", ".join(keep)
 
 
-def ct2_convert(model_dir: str, out_dir: str) -> None:
-    """The converter behind the ct2-transformers-converter command line, float32."""
+def ct2_convert(model_dir: str, out_dir: str, quantization: str | None = None) -> None:
+    """The converter behind the ct2-transformers-converter command line: float32, or
+    quantization="int8" (its --quantization int8: int8 weights with a float32 scale per
+    output row)."""
     from ctranslate2.converters import TransformersConverter
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        TransformersConverter(model_dir).convert(out_dir, force=True)
+        TransformersConverter(model_dir).convert(out_dir, quantization=quantization, force=True)
+
+
+def folder_bytes(path: str) -> int:
+    """Bytes of the files under path (a model file or folder)."""
+    import os
+
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)

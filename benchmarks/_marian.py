@@ -59,10 +59,11 @@ def save_marian_folder(transformers, model, folder: str) -> None:
     fast.save_pretrained(folder)
 
 
-def marian_ct2(transformers, model, workdir: str, name: str, stamp: dict) -> tuple[str, bool]:
-    """Converts the Marian model for CTranslate2 (float32) into workdir/name, or reuses
-    the conversion there when it was made with the same stamp (seed, config, versions).
-    Returns (model dir, reused)."""
+def marian_ct2(transformers, model, workdir: str, name: str, stamp: dict,
+               quantization: str | None = None) -> tuple[str, bool]:
+    """Converts the Marian model for CTranslate2 (float32, or quantization="int8") into
+    workdir/name, or reuses the conversion there when it was made with the same stamp
+    (seed, config, versions). Returns (model dir, reused)."""
     import ctranslate2
 
     hf_dir = os.path.join(workdir, name + "-hf")
@@ -70,10 +71,10 @@ def marian_ct2(transformers, model, workdir: str, name: str, stamp: dict) -> tup
     def build(out_dir):
         save_marian_folder(transformers, model, hf_dir)
         try:
-            ct2_convert(hf_dir, out_dir)
+            ct2_convert(hf_dir, out_dir, quantization)
         finally:
             shutil.rmtree(hf_dir, ignore_errors=True)
 
     ct2_dir = os.path.join(workdir, name)
-    full = dict(stamp, ctranslate2=ctranslate2.__version__, config=model.config.to_dict())
+    full = dict(stamp, ctranslate2=ctranslate2.__version__, config=model.config.to_dict(), quantization=quantization)
     return ct2_dir, cached(ct2_dir, full, build)

@@ -104,8 +104,10 @@ def run_rows(args, models, ct2_kind: str, run_one, label) -> list:
     models' worker (when models.ct2 is set) and waiting for the machine to quiet down."""
     rows = []
     for threads in args.threads:
-        if models.ct2 is not None:
-            models.ct2_worker.load(ct2_load, ct2_kind, models.ct2_dir, threads)
+        # models.ct2_loads: [(worker, model dir, compute type)], when it runs several.
+        for worker, model_dir, compute_type in getattr(models, "ct2_loads", None) or (
+                [(models.ct2_worker, models.ct2_dir, "float32")] if models.ct2 is not None else []):
+            worker.load(ct2_load, ct2_kind, model_dir, threads, compute_type)
         for case in args.cases:
             quiet_before_case(args)
             rows.append(run_one(*case, threads))

@@ -44,6 +44,8 @@ def _serve(conn):
             elif op == "output":  # (post,): post(result of the prepared call), picklable
                 fn, args = call
                 out = a[0](fn(model, *args))
+            elif op == "memory":  # (): (current RSS, peak RSS) of this process, bytes
+                out = _memory()
             elif op == "stderr_of":  # (fn, args): what fn(*args) wrote to the C-level stderr
                 out = _stderr_of(a[0], a[1])
             else:
@@ -51,6 +53,18 @@ def _serve(conn):
             conn.send(("ok", out))
         except Exception as e:  # noqa: BLE001 - reported to the parent
             conn.send(("error", f"{type(e).__name__}: {e}"))
+
+
+def _memory():
+    """(VmRSS, VmHWM) of this process, bytes. VmHWM, not getrusage's ru_maxrss: the
+    latter survives exec, so a spawned worker would report its parent's peak."""
+    got = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                got[key] = int(value.split()[0]) * 1024
+    return got["VmRSS"], got["VmHWM"]
 
 
 def _stderr_of(fn, args) -> str:
@@ -111,6 +125,10 @@ class Worker:
     def output(self, post):
         return self._call("output", post)
 
+    def memory(self):
+        """(current RSS, peak RSS) of the worker process, bytes (Linux)."""
+        return self._call("memory")
+
     def stderr_of(self, fn, *args) -> str:
         return self._call("stderr_of", fn, args)
 
@@ -125,3 +143,29 @@ class Worker:
             self.proc.join(5)
         if self.proc.pid in WORKER_PIDS:
             WORKER_PIDS.remove(self.proc.pid)
+
+
+def _import(name: str):
+    import importlib
+
+    importlib.import_module(name)
+
+
+def memory_probe(module: str, factory, args, call, call_args=()) -> dict:
+    """Peak RSS of loading a model and running one call, in a fresh worker process.
+
+    module: the library, imported first (its import is the baseline); factory(*args):
+    the model; call(model, *call_args): one timed-shape call. Returns bytes: "base"
+    (peak RSS after importing the library), "peak" (after the load and the call) and
+    "model" = peak - base."""
+    worker = Worker()
+    try:
+        worker.load(_import, module)
+        base = worker.memory()[1]
+        worker.load(factory, *args)
+        worker.prepare(call, *call_args)
+        worker.sample(1, False)
+        peak = worker.memory()[1]
+    finally:
+        worker.close()
+    return {"base": base, "peak": peak, "model": peak - base}

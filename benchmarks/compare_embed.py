@@ -39,6 +39,20 @@ pt, sentence-transformers, torch and onnxruntime run in this process; CTranslate
 in a worker process (its own libgomp; sharing torch's would make libgomp stop spinning).
 A peer that cannot be imported, exported or converted is skipped with a note.
 
+int8 (table 3; --compute-types, default float32,int8), the same ids, the same real
+weights quantized by each implementation its own way, timed in the same rounds:
+
+    pt.i8     pt.from_pretrained(path, compute_type="int8").encode (int8 weights and
+              embedding table, a float32 scale per row; activations per row at run time)
+    torch.i8  torch.ao.quantization.quantize_dynamic(BertModel, {nn.Linear}, qint8)
+    ort.i8    onnxruntime.quantization.quantize_dynamic(<the ONNX export>,
+              per_channel=True, weight_type=QInt8) (needs onnx)
+    ct2.i8    the model converted with quantization="int8", Encoder(compute_type="int8"),
+              a second worker process
+
+"min cos" of table 3 is each int8 implementation's smallest cosine with pt's float32
+embedding (quantization error, reported, not required).
+
 Usage:
     python benchmarks/compare_embed.py                   # threads 1 and 2, both cases, all peers
     python benchmarks/compare_embed.py --quick --markdown
@@ -50,7 +64,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import logging
 import os
 import sys
 import time
@@ -116,11 +129,16 @@ def identity(x):
 
 
 class Models:
-    def __init__(self, wanted, workdir):
+    def __init__(self, wanted, compute_types, workdir):
         self.notes: list[str] = []
         self.wanted = set(wanted)
+        self.int8 = "int8" in compute_types
         self.path = model_path()
         self.pt = pt.from_pretrained(self.path)
+        self.pt_i8 = pt.from_pretrained(self.path, compute_type="int8") if self.int8 else None
+        self.bert_i8 = self.ct2_i8_worker = None
+        self.ort_i8 = False
+        self.ct2_loads = []
         from tokenizers import Tokenizer
 
         # A private tokenizer to build and check the texts (embed() reconfigures the model's own).
@@ -144,6 +162,13 @@ class Models:
                     warnings.simplefilter("ignore")
                     self.st = SentenceTransformer(self.path, device="cpu")
                 self.bert = self.st[0].auto_model.eval()
+                if self.int8 and "torch" in self.wanted:
+                    import copy
+
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        self.bert_i8 = torch.ao.quantization.quantize_dynamic(
+                            copy.deepcopy(self.bert), {torch.nn.Linear}, dtype=torch.qint8).eval()
         if "ort" in self.wanted:
             self._build_ort(workdir)
         if "ct2" in self.wanted:
@@ -164,6 +189,15 @@ class Models:
             if not bc.cached(self.onnx_dir, stamp, self._export_onnx):
                 print(f"  exported MiniLM to ONNX in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
             self.ort = onnxruntime
+            if self.int8:
+                try:
+                    bc.cached(os.path.join(workdir, "minilm-onnx-int8"), stamp,
+                              lambda out: bc.onnx_quantize(os.path.join(self.onnx_dir, "model.onnx"),
+                                                           os.path.join(out, "model.onnx")))
+                    self.ort_i8 = True
+                except Exception as e:  # noqa: BLE001
+                    self.notes.append(f"ort.i8: skipped (quantize_dynamic failed: {type(e).__name__}: "
+                                      f"{str(e).splitlines()[0]})")
         except Exception as e:  # noqa: BLE001 - a peer that cannot be built is skipped, not fatal
             self.notes.append(f"ort: skipped (ONNX export failed: {type(e).__name__}: {str(e).splitlines()[0]}; "
                               "it needs onnx and onnxscript: pip install onnx onnxscript)")
@@ -181,29 +215,17 @@ class Models:
                 return self.bert(input_ids=input_ids, attention_mask=attention_mask,
                                  token_type_ids=token_type_ids).last_hidden_state
 
-        os.makedirs(out_dir, exist_ok=True)
         ids = torch.full((2, 16), 2300)
-        batch, length = torch.export.Dim("batch", max=1024), torch.export.Dim("length", max=512)
-        dims = {0: batch, 1: length}
-        logging.disable(logging.WARNING)  # the exporter's chatter
-        try:
-            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(LastHiddenState(self.bert), (ids, torch.ones_like(ids), torch.zeros_like(ids)),
-                                  os.path.join(out_dir, "model.onnx"), dynamo=True,
-                                  input_names=["input_ids", "attention_mask", "token_type_ids"],
-                                  output_names=["last_hidden_state"], dynamic_shapes=(dims, dims, dims))
-        finally:
-            logging.disable(logging.NOTSET)
+        bc.onnx_export(torch, LastHiddenState(self.bert), (ids, torch.ones_like(ids), torch.zeros_like(ids)),
+                       os.path.join(out_dir, "model.onnx"), ["input_ids", "attention_mask", "token_type_ids"],
+                       ["last_hidden_state"])
 
-    def session(self, threads):
-        if threads not in self.sessions:
-            so = self.ort.SessionOptions()
-            so.intra_op_num_threads = threads
-            so.inter_op_num_threads = 1
-            self.sessions[threads] = self.ort.InferenceSession(os.path.join(self.onnx_dir, "model.onnx"), so,
-                                                               providers=["CPUExecutionProvider"])
-        return self.sessions[threads]
+    def session(self, threads, int8=False):
+        key = (threads, int8)
+        if key not in self.sessions:
+            folder = os.path.join(os.path.dirname(self.onnx_dir), "minilm-onnx-int8") if int8 else self.onnx_dir
+            self.sessions[key] = bc.ort_session(self.ort, os.path.join(folder, "model.onnx"), threads)
+        return self.sessions[key]
 
     def _build_ct2(self, workdir):
         try:
@@ -223,6 +245,14 @@ class Models:
                       flush=True)
             self.ct2_worker = bc.Worker()
             self.ct2_backend = bc.ct2_backend(self.ct2_worker, "Encoder", self.ct2_dir)
+            self.ct2_loads = [(self.ct2_worker, self.ct2_dir, "float32")]
+            if self.int8:
+                self.ct2_i8_dir = os.path.join(workdir, "minilm-ct2-int8")
+                with contextlib.redirect_stderr(io.StringIO()):
+                    bc.cached(self.ct2_i8_dir, dict(stamp, quantization="int8"),
+                              lambda out: bc.ct2_convert(self.path, out, quantization="int8"))
+                self.ct2_i8_worker = bc.Worker()
+                self.ct2_loads.append((self.ct2_i8_worker, self.ct2_i8_dir, "int8"))
             self.ct2 = ctranslate2
         except Exception as e:  # noqa: BLE001
             self.notes.append(f"ct2: skipped (conversion or loading of the BERT encoder failed: "
@@ -231,9 +261,11 @@ class Models:
             self.close()
 
     def close(self):
-        worker, self.ct2_worker = self.ct2_worker, None
-        if worker is not None:
-            worker.close()
+        workers = [self.ct2_worker, self.ct2_i8_worker]
+        self.ct2_worker = self.ct2_i8_worker = None
+        for worker in workers:
+            if worker is not None:
+                worker.close()
 
     def machine_lines(self) -> list[str]:
         lines = bc.base_machine_lines()
@@ -252,6 +284,11 @@ class Models:
             lines.append(f"ctranslate2 {self.ct2.__version__} (in a worker process of its own): Encoder, float32, "
                          "inter_threads=1, intra_threads = threads" + (f"; {self.ct2_backend}" if self.ct2_backend
                                                                        else ""))
+        if self.int8:
+            info = pt.runtime_info()
+            lines.append(f"pt int8 kernel: {info.get('int8_kernel')} (float32 ISA {info['isa']})"
+                         + (f"; torch dynamic int8 engine {self.torch.backends.quantized.engine}"
+                            if self.bert_i8 is not None else ""))
         lines.append(bc.env_line())
         return lines
 
@@ -327,10 +364,43 @@ def run_case(batch, length, threads, models, args):
         models.ct2_worker.prepare(ct2_embed, ids, lengths)
         impls["ct2"] = (models.ct2_worker.sample, IDS)
         outs["ct2"] = models.ct2_worker.output(identity)
+    # int8 (table 3), in the same rounds.
+    if models.pt_i8 is not None:
+        m8 = models.pt_i8
+
+        def pt_i8_ids():
+            return pool_normalize(m8.encode(ids, lengths, types), lengths)
+
+        impls["pt.i8"] = (bc.local(pt_i8_ids), IDS)
+        outs["pt.i8"] = pt_i8_ids()
+    if models.bert_i8 is not None:
+        bert8 = models.bert_i8
+
+        def torch_i8_ids():
+            h = bert8(input_ids=t_ids, attention_mask=t_mask, token_type_ids=t_types).last_hidden_state
+            return pool_normalize(h.numpy(), lengths)
+
+        impls["torch.i8"] = (bc.local(torch_i8_ids), IDS)
+        with torch.inference_mode():
+            outs["torch.i8"] = torch_i8_ids()
+    if models.ort_i8:
+        sess8 = models.session(threads, int8=True)
+
+        def ort_i8_ids():
+            return pool_normalize(sess8.run(["last_hidden_state"], feed)[0], lengths)
+
+        impls["ort.i8"] = (bc.local(ort_i8_ids), IDS)
+        outs["ort.i8"] = ort_i8_ids()
+    if models.ct2_i8_worker is not None:
+        models.ct2_i8_worker.prepare(ct2_embed, ids, lengths)
+        impls["ct2.i8"] = (models.ct2_i8_worker.sample, IDS)
+        outs["ct2.i8"] = models.ct2_i8_worker.output(identity)
 
     row = {"case": (batch, length), "threads": threads,
            "cos_st": min_cos(outs["pt"], outs["st"]) if "st" in outs else None,
-           "cos": {n: min_cos(outs[n], outs["pt enc"]) for n in outs if n not in ("pt", "pt enc", "st")},
+           "cos": {n: min_cos(outs[n], outs["pt enc"]) for n in outs
+                   if n not in ("pt", "pt enc", "st") and not n.endswith(".i8")},
+           "cos8": {n: min_cos(outs[n], outs["pt enc"]) for n in outs if n.endswith(".i8")},
            "cos_self": min_cos(outs["pt"], outs["pt enc"])}
     loads = {TEXT: bc.OtherLoad(), IDS: bc.OtherLoad()}
     if torch is not None:
@@ -363,6 +433,8 @@ def main(argv=None):
                    help="batch x tokens per text, [CLS] and [SEP] included (default: 32x128 1x16)")
     p.add_argument("--peers", type=bc.peers_type(PEERS), default=list(PEERS),
                    help="comma-separated peers out of st,torch,ort,ct2 (default: all; 'none': pt alone)")
+    p.add_argument("--compute-types", type=bc.compute_types_type, default=["float32", "int8"],
+                   help="float32, int8 or float32,int8 (default): int8 adds table 3")
     bc.add_timing_args(p)
     args = p.parse_args(argv)
     bc.resolve_timing_args(p, args)
@@ -372,7 +444,7 @@ def main(argv=None):
     models = None
     try:
         print("  loading the models ...", file=sys.stderr, flush=True)
-        models = Models(args.peers, workdir.path)
+        models = Models(args.peers, args.compute_types, workdir.path)
         info = models.machine_lines()
         rows = bc.run_rows(args, models, "Encoder", lambda b, s, threads: run_case(b, s, threads, models, args),
                            lambda b, s: f"{b}x{s}")
@@ -391,6 +463,15 @@ def main(argv=None):
     id_names = ["pt enc"] + [n for n in ("torch", "ort", "ct2") if n in w]
     id_extra = [("min cos", lambda r: f"{min(r['cos'].values()):.6f}")] if len(id_names) > 1 else []
     t2 = bc.table(rows, IDS, id_names, [("pt enc", n) for n in id_names[1:]], id_extra, cols)
+    tables = [("Text -> embedding (sentences/s, ms per batch)", t1, None),
+              ("Token ids -> embedding (sentences/s, ms per batch)", t2, None)]
+    if models.int8 and rows:
+        names8 = [n for n in ("pt.i8", "torch.i8", "ort.i8", "ct2.i8") if n in rows[0]]
+        extra8 = [(f"{n} cos", lambda r, n=n: f"{r['cos8'][n]:.4f}") for n in names8]
+        t3 = bc.table(rows, IDS, names8, [("pt.i8", "pt enc")] + [("pt.i8", n) for n in names8[1:]], extra8, cols)
+        tables.append(("int8: token ids -> embedding (sentences/s, ms per batch)", t3,
+                       "pt.i8/pt enc: pt int8 against pt float32; pt.i8/x: against x's int8. <impl> cos: smallest "
+                       "cosine of that int8 embedding with pt's float32 one."))
 
     cos_line = "cosines: " + "; ".join(
         f"{r['case'][0]}x{r['case'][1]} thr {r['threads']}: pt embed vs pt enc {r['cos_self']:.6f}"
@@ -409,9 +490,9 @@ def main(argv=None):
         "SentenceTransformer. ort: onnxruntime on its ONNX export. ct2: ctranslate2.Encoder.forward_batch, in a "
         "worker process (the pooling runs there too). min cos: smallest cosine of any peer's embedding with pt's."
     )
-    bc.print_report(args, info + models.notes + [bc.method_line(args, started)],
-                    [("Text -> embedding (sentences/s, ms per batch)", t1, legend1),
-                     ("Token ids -> embedding (sentences/s, ms per batch)", t2, legend2)],
+    tables[0] = tables[0][:2] + (legend1,)
+    tables[1] = tables[1][:2] + (legend2,)
+    bc.print_report(args, info + models.notes + [bc.method_line(args, started)], tables,
                     [cos_line, bc.SPREAD_LEGEND])
 
 

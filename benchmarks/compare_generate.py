@@ -49,6 +49,26 @@ itself (Intel MKL on Intel CPUs, oneDNN on AMD; the ctranslate2 line names it), 
 CT2_USE_MKL=0 / 1 in the environment forces one; on a 2-core Intel VM, MKL decoding did
 not get faster with a second thread while oneDNN did, so compare both there.
 
+int8 (--compute-types, default float32,int8): the same weights quantized by each
+implementation its own way, timed in the same rounds:
+
+    pt.i8    pt.from_pretrained(<folder>, compute_type="int8"): int8 weights with a float32
+             scale per output row, activations quantized per row at run time, int32 sums
+    ct2.i8   the folder converted with the converter's quantization="int8" (the command
+             line's --quantization int8), Translator(compute_type="int8"), a worker process
+    hf.i8    torch.ao.quantization.quantize_dynamic(<the HF model>, {nn.Linear}, qint8)
+             (PyTorch dynamic int8 on every Linear, fbgemm), generate as hf
+
+ONNX Runtime is not run here: an ONNX export of Marian's decoder with its KV cache
+needs more than torch.onnx.export of the model (compare_model.py and compare_embed.py
+run ONNX Runtime on the encoder). pt.i8/pt is pt int8 against pt float32; int8
+outputs are compared with HF float32's ("=hf" columns) and reported, not required.
+
+Memory and files (--memory, on by default): for each of pt, pt.i8, ct2 and ct2.i8, a
+fresh process imports the library, loads the model (pt: the file model.save() wrote,
+float32 or int8; CTranslate2: its converted folder) and runs greedy 1x32 once; the
+table gives the file size and the peak RSS above the import's.
+
 Usage:
     python benchmarks/compare_generate.py                  # threads 1 and 2, all cases, hf and ct2
     python benchmarks/compare_generate.py --quick --markdown
@@ -96,17 +116,36 @@ def ct2_hypotheses(results):
     return [list(r.hypotheses[0]) for r in results]
 
 
+# -- the memory probe (these run in a fresh worker process) --------------------------------
+
+
+def pt_load(path: str):
+    pt.set_num_threads(1)
+    return pt.Transformer.load(path)
+
+
+def pt_greedy(model, src):
+    return model.generate(src, max_length=NEW_TOKENS, min_length=NEW_TOKENS, beam_size=1, return_scores=False)
+
+
+def ct2_greedy(translator, tokens):
+    return ct2_translate(translator, tokens, 1)
+
+
 # -- the models ---------------------------------------------------------------------------
 
 
 class Models:
     """The HF Marian model, pt's copy of it, and CTranslate2's conversion (in a worker)."""
 
-    def __init__(self, wanted, workdir):
+    def __init__(self, wanted, compute_types, workdir):
         self.notes: list[str] = []
         self.wanted = set(wanted)
-        self.ct2 = self.ct2_worker = None
+        self.int8 = "int8" in compute_types
+        self.ct2 = self.ct2_worker = self.ct2_i8_worker = None
+        self.ct2_loads = []
         self.ct2_backend = ""
+        self.workdir = workdir
         try:
             import torch
             import transformers
@@ -124,6 +163,18 @@ class Models:
         # The tokenizer.json that save_marian_folder adds is for the converter; pt ignores it.
         bc.save_marian_folder(transformers, self.hf, self.folder)
         self.pt = pt.from_pretrained(self.folder)
+        self.pt_i8 = self.hf_i8 = None
+        if self.int8:
+            self.pt_i8 = pt.from_pretrained(self.folder, compute_type="int8")
+            if "hf" in self.wanted:
+                import copy
+
+                torch.backends.quantized.engine = "fbgemm" if "fbgemm" in torch.backends.quantized.supported_engines \
+                    else torch.backends.quantized.engine
+                with warnings.catch_warnings():  # torch.ao's deprecation notices
+                    warnings.simplefilter("ignore")
+                    self.hf_i8 = torch.ao.quantization.quantize_dynamic(copy.deepcopy(self.hf), {torch.nn.Linear},
+                                                                        dtype=torch.qint8).eval()
         if "ct2" in self.wanted:
             self._build_ct2(workdir)
 
@@ -144,6 +195,13 @@ class Models:
                       file=sys.stderr, flush=True)
             self.ct2_worker = bc.Worker()
             self.ct2_backend = bc.ct2_backend(self.ct2_worker, "Translator", self.ct2_dir)
+            self.ct2_loads = [(self.ct2_worker, self.ct2_dir, "float32")]
+            if self.int8:
+                self.ct2_i8_dir = os.path.join(workdir, "marian-generate-ct2-int8")
+                bc.cached(self.ct2_i8_dir, dict(stamp, quantization="int8"),
+                          lambda out: bc.ct2_convert(self.folder, out, quantization="int8"))
+                self.ct2_i8_worker = bc.Worker()
+                self.ct2_loads.append((self.ct2_i8_worker, self.ct2_i8_dir, "int8"))
             self.ct2 = ctranslate2
         except Exception as e:  # noqa: BLE001 - a peer that cannot be built is skipped, not fatal
             self.notes.append(f"ct2: skipped (conversion or loading failed: {type(e).__name__}: {e})")
@@ -151,9 +209,39 @@ class Models:
             self.close()
 
     def close(self):
-        worker, self.ct2_worker = self.ct2_worker, None
-        if worker is not None:
-            worker.close()
+        workers = [self.ct2_worker, self.ct2_i8_worker]
+        self.ct2_worker = self.ct2_i8_worker = None
+        for worker in workers:
+            if worker is not None:
+                worker.close()
+
+    def memory_rows(self) -> list[list[str]]:
+        """File size and peak RSS (above the library's import) per implementation and
+        compute type, each in a fresh process running greedy 1x32 once."""
+        src = sources(np.random.default_rng(5), 1)
+        tokens = [[bc.marian_token(int(i)) for i in r] for r in src]
+        probes = []
+        f32 = os.path.join(self.workdir, "pt-float32.safetensors")
+        self.pt.save(f32)
+        probes.append(("pt", "float32", f32, ("pytransformer", pt_load, (f32,), pt_greedy, (src,))))
+        if self.int8:
+            i8 = os.path.join(self.workdir, "pt-int8.safetensors")
+            self.pt_i8.save(i8)
+            probes.append(("pt.i8", "int8", i8, ("pytransformer", pt_load, (i8,), pt_greedy, (src,))))
+        for worker, model_dir, compute_type in self.ct2_loads:
+            probes.append(("ct2" if compute_type == "float32" else "ct2.i8", compute_type, model_dir,
+                           ("ctranslate2", bc.ct2_load, ("Translator", model_dir, 1, compute_type), ct2_greedy,
+                            (tokens,))))
+        rows, base = [], {}
+        for name, compute_type, path, probe in probes:
+            size = bc.folder_bytes(path)
+            mem = bc.memory_probe(*probe)
+            lib = name.split(".")[0]
+            base.setdefault(lib, (size, mem["model"]))
+            rows.append([name, compute_type, f"{size / 1e6:.1f}", f"{size / base[lib][0]:.2f}x",
+                         f"{mem['model'] / 1e6:.0f}", f"{mem['model'] / base[lib][1]:.2f}x",
+                         f"{mem['peak'] / 1e6:.0f}"])
+        return rows
 
     def machine_lines(self) -> list[str]:
         lines = bc.base_machine_lines() + [
@@ -161,9 +249,14 @@ class Models:
             f"transformers {self.transformers.__version__}: MarianMTModel, attention "
             f"{self.hf.config._attn_implementation}, {self.hf_params:,} parameters"]
         if self.ct2 is not None:
-            lines.append(f"ctranslate2 {self.ct2.__version__} (in a worker process of its own): float32, "
-                         "inter_threads=1, intra_threads = threads"
-                         + (f"; {self.ct2_backend}" if self.ct2_backend else ""))
+            lines.append(f"ctranslate2 {self.ct2.__version__} (in a worker process of its own): float32"
+                         + (" and int8 (a second worker)" if self.int8 else "") + ", inter_threads=1, "
+                         "intra_threads = threads" + (f"; {self.ct2_backend}" if self.ct2_backend else ""))
+        if self.int8:
+            info = pt.runtime_info()
+            lines.append(f"pt int8 kernel: {info.get('int8_kernel')} (float32 ISA {info['isa']})"
+                         + (f"; torch dynamic int8 engine {self.torch.backends.quantized.engine}"
+                            if self.hf_i8 is not None else ""))
         lines.append(bc.env_line())
         return lines
 
@@ -215,23 +308,35 @@ def run_case(beam, batch, threads, models, args):
     def pt_generate():
         return m.generate(src, max_length=NEW_TOKENS, min_length=NEW_TOKENS, beam_size=beam, return_scores=False)
 
-    def hf_generate():
-        return hf.generate(input_ids=src_t, attention_mask=mask_t, num_beams=beam, do_sample=False,
-                           min_new_tokens=NEW_TOKENS, max_new_tokens=NEW_TOKENS, early_stopping=False)
+    def hf_generate(model=hf):
+        return model.generate(input_ids=src_t, attention_mask=mask_t, num_beams=beam, do_sample=False,
+                              min_new_tokens=NEW_TOKENS, max_new_tokens=NEW_TOKENS, early_stopping=False)
 
+    def pt_i8_generate():
+        return models.pt_i8.generate(src, max_length=NEW_TOKENS, min_length=NEW_TOKENS, beam_size=beam,
+                                     return_scores=False)
+
+    tokens = [[bc.marian_token(int(i)) for i in r] for r in src]
     impls = {"pt": (bc.local(pt_generate), GROUP)}
     if "hf" in models.wanted:
         impls["hf"] = (bc.local(hf_generate), GROUP)
     if models.ct2 is not None:
-        models.ct2_worker.prepare(ct2_translate, [[bc.marian_token(int(i)) for i in r] for r in src], beam)
+        models.ct2_worker.prepare(ct2_translate, tokens, beam)
         impls["ct2"] = (models.ct2_worker.sample, GROUP)
+    if models.pt_i8 is not None:
+        impls["pt.i8"] = (bc.local(pt_i8_generate), GROUP)
+    if models.hf_i8 is not None:
+        impls["hf.i8"] = (bc.local(lambda: hf_generate(models.hf_i8)), GROUP)
+    if models.ct2_i8_worker is not None:
+        models.ct2_i8_worker.prepare(ct2_translate, tokens, beam)
+        impls["ct2.i8"] = (models.ct2_i8_worker.sample, GROUP)
 
     # Outputs: exactly 64 new tokens everywhere, and agreement with HF.
     label = f"{case_label(beam, batch)} threads={threads}"
     got = np.array([r.sequences[0] for r in pt_generate()])
     require(got.shape == (batch, NEW_TOKENS), f"{label}: pt generated {got.shape[1]} tokens, not {NEW_TOKENS}")
     row = {"case": (beam, batch), "threads": threads, "pt=hf": None, "ct2=hf": None,
-           "distinct": len(np.unique(got))}
+           "distinct": len(np.unique(got)), "pt.i8=hf": None, "ct2.i8=hf": None, "hf.i8=hf": None}
     with torch.inference_mode():
         out = hf_generate().numpy()
     ref = out[:, 1:]
@@ -246,6 +351,21 @@ def run_case(beam, batch, threads, models, args):
         require(lengths == {NEW_TOKENS}, f"{label}: CTranslate2 generated {sorted(lengths)} tokens, not {NEW_TOKENS}")
         ids = {bc.marian_token(i): i for i in np.unique(ref)}
         row["ct2=hf"] = agreement(np.array([[ids.get(t, -1) for t in h] for h in hyps]), ref)
+    # int8: agreement with HF float32, reported (quantization changes near-ties; not required).
+    if models.pt_i8 is not None:
+        got8 = np.array([r.sequences[0] for r in pt_i8_generate()])
+        require(got8.shape == (batch, NEW_TOKENS), f"{label}: pt int8 generated {got8.shape[1]} tokens")
+        row["pt.i8=hf"] = agreement(got8, ref)
+    if models.hf_i8 is not None:
+        with torch.inference_mode():
+            out8 = hf_generate(models.hf_i8).numpy()
+        require(out8.shape == (batch, 1 + NEW_TOKENS), f"{label}: HF dynamic int8 output shape {out8.shape}")
+        row["hf.i8=hf"] = agreement(out8[:, 1:], ref)
+    if models.ct2_i8_worker is not None:
+        hyps = models.ct2_i8_worker.output(ct2_hypotheses)
+        require({len(h) for h in hyps} == {NEW_TOKENS}, f"{label}: CTranslate2 int8 did not generate {NEW_TOKENS}")
+        ids = {bc.marian_token(i): i for i in range(bc.VOCAB)}
+        row["ct2.i8=hf"] = agreement(np.array([[ids.get(t, -1) for t in h] for h in hyps]), ref)
 
     loads = {GROUP: bc.OtherLoad()}
     with torch.inference_mode():
@@ -284,6 +404,10 @@ def main(argv=None):
     p.add_argument("--peers", type=bc.peers_type(PEERS), default=list(PEERS),
                    help="comma-separated peers out of hf,ct2 (default: both; 'none': pt alone)")
     # A sample is one generate call (0.2-5 s): fewer rounds than compare_model.
+    p.add_argument("--compute-types", type=bc.compute_types_type, default=["float32", "int8"],
+                   help="float32, int8 or float32,int8 (default): int8 adds pt.i8, ct2.i8 and hf.i8")
+    p.add_argument("--no-memory", dest="memory", action="store_false",
+                   help="skip the file size / peak RSS table (a fresh process per model)")
     bc.add_timing_args(p, repeats=(5, 2))
     args = p.parse_args(argv)
     bc.resolve_timing_args(p, args)
@@ -294,11 +418,12 @@ def main(argv=None):
     warnings.filterwarnings("ignore", module="transformers")
     try:
         print("  building the models ...", file=sys.stderr, flush=True)
-        models = Models(args.peers, workdir.path)
+        models = Models(args.peers, args.compute_types, workdir.path)
         info = models.machine_lines()
         checks = [models.parity_line()]
         rows = bc.run_rows(args, models, "Translator",
                            lambda beam, batch, threads: run_case(beam, batch, threads, models, args), case_label)
+        memory = models.memory_rows() if args.memory else None
     finally:
         if models is not None:
             models.close()
@@ -312,6 +437,18 @@ def main(argv=None):
     if "ct2" in w:
         extra.append(("ct2=hf", lambda r: fmt_agree(r["ct2=hf"])))
     tab = bc.table(rows, GROUP, names, ratios, extra, cols, case=lambda r: case_label(*r["case"]))
+    tables = [(f"Generation, float32, {NEW_TOKENS} new tokens (tokens/s, ms per step)", tab, None)]
+    if models.int8:
+        names8 = ["pt.i8"] + [n for n in ("ct2.i8", "hf.i8") if rows and n in rows[0]]
+        ratios8 = [("pt.i8", "pt")] + [("pt.i8", n) for n in names8[1:]]
+        extra8 = [(f"{n}=hf", lambda r, n=n: fmt_agree(r[f"{n}=hf"])) for n in names8]
+        tables.append((f"Generation, int8, {NEW_TOKENS} new tokens (tokens/s, ms per step)",
+                       bc.table(rows, GROUP, names8, ratios8, extra8, cols, case=lambda r: case_label(*r["case"])),
+                       None))
+    if memory:
+        tables.append(("Files and memory (greedy 1x32 once, a fresh process each)",
+                       (["impl", "compute", "file MB", "file /f32", "peak RSS above import MB", "RSS /f32",
+                         "peak RSS MB"], memory), None))
 
     model = (f"model: HF MarianMTModel, Transformer-base (d_model {bc.D_MODEL}, {bc.NHEAD} heads, "
              f"{bc.LAYERS}+{bc.LAYERS} layers, FFN {bc.FFN} ReLU, post-LN, vocab {bc.VOCAB}, scale_embedding, shared "
@@ -327,8 +464,8 @@ def main(argv=None):
         "> 1 = pt faster). pt=hf, ct2=hf: share of generated tokens equal to HF's, position by position "
         "(near-ties can make a sequence diverge; CTranslate2's vocabulary lacks <pad>)."
     )
-    bc.print_report(args, [model] + info + checks + models.notes + [bc.method_line(args, started)],
-                    [(f"Generation, {NEW_TOKENS} new tokens (tokens/s, ms per step)", tab, legend)],
+    tables[-1] = tables[-1][:2] + (legend,)
+    bc.print_report(args, [model] + info + checks + models.notes + [bc.method_line(args, started)], tables,
                     ["agreement with HF (whole rows): " + agree, bc.SPREAD_LEGEND])
 
 

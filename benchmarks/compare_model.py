@@ -32,6 +32,20 @@ random weights of the same shapes (cost does not depend on the weight values; fo
 pt on Marian's own weights, through pt.from_pretrained, see compare_generate.py).
 ct2's token is checked against hf's argmax (the conversion is faithful).
 
+int8 (tables 3 and 4; --compute-types, default float32,int8), timed in the same rounds,
+each implementation quantizing the weights its own way:
+
+    pt.i8     pt.Transformer(config, <pt's weights>, compute_type="int8").encode (int8
+              weights and embedding tables, a float32 scale per row, activations per row)
+    hf.i8     torch.ao.quantization.quantize_dynamic(<the Marian model>, {nn.Linear},
+              qint8) (PyTorch dynamic int8, fbgemm): its encoder, and its encoder + step
+    ort.i8    ONNX Runtime on the Marian encoder exported with torch.onnx.export
+              (dynamo=True) and quantized by onnxruntime.quantization.quantize_dynamic
+              (per_channel=True, QInt8); needs onnx and onnxscript
+    ct2.i8    the Marian model converted with quantization="int8",
+              Translator(compute_type="int8"), the proxy above, a second worker process
+    pt.i8+1   pt.i8's encode + one decode step
+
 Method (as benchmarks/compare_gemm.py): per case and thread count, every
 implementation is warmed up and calibrated so one sample (back-to-back calls) lasts at
 least --min-time. Then --repeats rounds each take one sample of every implementation
@@ -66,6 +80,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 import warnings
@@ -118,9 +133,17 @@ def machine_lines(peers) -> list[str]:
         lines.append(f"transformers {peers.transformers.__version__}: MarianMTModel, attention "
                      f"{peers.hf_model.config._attn_implementation}, {peers.hf_params:,} parameters")
     if peers.ct2 is not None:
-        lines.append(f"ctranslate2 {peers.ct2.__version__} (in a worker process of its own): float32, inter_threads=1, "
-                     "intra_threads = threads"
-                     + (f"; {peers.ct2_backend}" if peers.ct2_backend else ""))
+        lines.append(f"ctranslate2 {peers.ct2.__version__} (in a worker process of its own): float32"
+                     + (" and int8 (a second worker)" if peers.int8 else "") + ", inter_threads=1, "
+                     "intra_threads = threads" + (f"; {peers.ct2_backend}" if peers.ct2_backend else ""))
+    if peers.ort is not None:
+        lines.append(f"onnxruntime {peers.ort.__version__} (CPUExecutionProvider): the Marian encoder, int8 by "
+                     "quantize_dynamic(per_channel=True, QInt8)")
+    if peers.int8:
+        info = pt.runtime_info()
+        lines.append(f"pt int8 kernel: {info.get('int8_kernel')} (float32 ISA {info['isa']})"
+                     + (f"; torch dynamic int8 engine {peers.torch.backends.quantized.engine}"
+                        if peers.hf_i8 is not None else ""))
     lines.append(bc.env_line())
     return lines
 
@@ -140,10 +163,13 @@ def sinusoid_table(length: int, d: int):
 class Peers:
     """pt and whichever peers import; notes say why a peer is missing."""
 
-    def __init__(self, wanted, workdir):
+    def __init__(self, wanted, compute_types, workdir):
         self.notes: list[str] = []
-        self.torch = self.transformers = self.ct2 = None
-        self.hf_model = None
+        self.int8 = "int8" in compute_types
+        self.torch = self.transformers = self.ct2 = self.ort = None
+        self.hf_model = self.hf_i8 = self.pt_i8 = self.ct2_i8_worker = None
+        self.ct2_loads = []
+        self.ort_sessions: dict = {}
         self.hf_params = 0
         self.ct2_dir = None
         self.ct2_backend = ""
@@ -173,6 +199,55 @@ class Peers:
             self._build_hf()
         if "ct2" in self.wanted:
             self._build_ct2()
+        if self.int8:
+            self.pt_i8 = pt.Transformer(self.config, self.pt_model.state_dict(), compute_type="int8")
+            if self.hf_model is not None:
+                self._build_int8_peers()
+
+    def _build_int8_peers(self):
+        import copy
+
+        torch = self.torch
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.hf_i8 = torch.ao.quantization.quantize_dynamic(copy.deepcopy(self.hf_model), {torch.nn.Linear},
+                                                                dtype=torch.qint8).eval()
+        self.hf_i8_encoder = self.hf_i8.get_encoder()
+        try:
+            import onnxruntime
+        except ImportError as e:
+            self.notes.append(f"ort.i8: skipped (onnxruntime not importable: {e}; pip install onnxruntime onnx "
+                              "onnxscript)")
+            return
+        stamp = {"seed": SEED, "torch": torch.__version__, "config": self.hf_model.config.to_dict()}
+        f32 = os.path.join(self.workdir, "marian-encoder-onnx", "model.onnx")
+        i8 = os.path.join(self.workdir, "marian-encoder-onnx-int8", "model.onnx")
+        try:
+            t0 = time.perf_counter()
+
+            class Encoder(torch.nn.Module):
+                def __init__(self, enc):
+                    super().__init__()
+                    self.enc = enc
+
+                def forward(self, input_ids):
+                    return self.enc(input_ids=input_ids).last_hidden_state
+
+            bc.cached(os.path.dirname(f32), stamp, lambda out: bc.onnx_export(
+                torch, Encoder(self.hf_encoder), (torch.full((2, 16), 5),), f32, ["input_ids"],
+                ["last_hidden_state"]))
+            bc.cached(os.path.dirname(i8), stamp, lambda out: bc.onnx_quantize(f32, i8))
+            print(f"  ONNX export + int8 quantization of the Marian encoder: {time.perf_counter() - t0:.1f} s",
+                  file=sys.stderr, flush=True)
+            self.ort, self.ort_path = onnxruntime, i8
+        except Exception as e:  # noqa: BLE001 - a peer that cannot be built is skipped, not fatal
+            self.notes.append(f"ort.i8: skipped (ONNX export or quantization failed: {type(e).__name__}: "
+                              f"{str(e).splitlines()[0]}; it needs onnx and onnxscript)")
+
+    def ort_session(self, threads):
+        if threads not in self.ort_sessions:
+            self.ort_sessions[threads] = bc.ort_session(self.ort, self.ort_path, threads)
+        return self.ort_sessions[threads]
 
     # pt + torch nn.Transformer, one set of weights --------------------------------------
 
@@ -252,6 +327,12 @@ class Peers:
                       file=sys.stderr, flush=True)
             self.ct2_worker = bc.Worker()
             self.ct2_backend = bc.ct2_backend(self.ct2_worker, "Translator", self.ct2_dir)
+            self.ct2_loads = [(self.ct2_worker, self.ct2_dir, "float32")]
+            if self.int8:
+                i8_dir, _ = bc.marian_ct2(self.transformers, self.hf_model, self.workdir, "marian-ct2-int8",
+                                          {"seed": SEED, "torch": self.torch.__version__}, quantization="int8")
+                self.ct2_i8_worker = bc.Worker()
+                self.ct2_loads.append((self.ct2_i8_worker, i8_dir, "int8"))
             self.ct2 = ctranslate2
         except Exception as e:  # noqa: BLE001
             self.notes.append(f"ct2: skipped (conversion or loading failed: {type(e).__name__}: {e})")
@@ -260,9 +341,11 @@ class Peers:
             self.close()
 
     def close(self):
-        worker, self.ct2_worker = getattr(self, "ct2_worker", None), None
-        if worker is not None:
-            worker.close()
+        workers = [getattr(self, "ct2_worker", None), self.ct2_i8_worker]
+        self.ct2_worker = self.ct2_i8_worker = None
+        for worker in workers:
+            if worker is not None:
+                worker.close()
 
 
 # -- CTranslate2 (in a worker process of its own: see _common.Worker) --------------------
@@ -358,6 +441,21 @@ def run_case(b, s, threads, peers, args):
             ref = hf(input_ids=mids_t, decoder_input_ids=start_t).logits[:, -1, : VOCAB - 1].argmax(-1).tolist()
         got = worker.output(ct2_first_tokens)
         row["agree"] = (sum(g == marian_token(t) for g, t in zip(got, ref)), b)
+    # int8, in the same rounds.
+    if peers.pt_i8 is not None:
+        m8 = peers.pt_i8
+        impls["pt.i8"] = (bc.local(lambda: m8.encode(ids)), ENC_GROUP)
+        impls["pt.i8+1"] = (bc.local(lambda: m8.decode(start, m8.encode(ids))), STEP_GROUP)
+    if peers.hf_i8 is not None and ("hf" in peers.wanted or "ct2" in peers.wanted):
+        hf8, hf8_enc = peers.hf_i8, peers.hf_i8_encoder
+        impls["hf.i8"] = (bc.local(lambda: hf8_enc(input_ids=mids_t)), ENC_GROUP)
+        impls["hf.i8+1"] = (bc.local(lambda: hf8(input_ids=mids_t, decoder_input_ids=start_t)), STEP_GROUP)
+    if peers.ort is not None:
+        sess, feed = peers.ort_session(threads), {"input_ids": mids.astype(np.int64)}
+        impls["ort.i8"] = (bc.local(lambda: sess.run(["last_hidden_state"], feed)), ENC_GROUP)
+    if peers.ct2_i8_worker is not None:
+        peers.ct2_i8_worker.prepare(ct2_proxy, [[marian_token(int(i)) for i in r] for r in mids])
+        impls["ct2.i8"] = (peers.ct2_i8_worker.sample, STEP_GROUP)
 
     loads = {ENC_GROUP: bc.OtherLoad(), STEP_GROUP: bc.OtherLoad()}
     if torch is not None:
@@ -392,6 +490,8 @@ def main(argv=None):
                    help="batch x source length (default: 1x32 1x128 32x64)")
     p.add_argument("--peers", type=bc.peers_type(PEERS), default=list(PEERS),
                    help="comma-separated peers out of torch,hf,ct2 (default: all; 'none': pt alone)")
+    p.add_argument("--compute-types", type=bc.compute_types_type, default=["float32", "int8"],
+                   help="float32, int8 or float32,int8 (default): int8 adds tables 3 and 4")
     bc.add_timing_args(p)
     args = p.parse_args(argv)
     bc.resolve_timing_args(p, args)
@@ -401,7 +501,7 @@ def main(argv=None):
     peers = None
     try:
         print("  building the models ...", file=sys.stderr, flush=True)
-        peers = Peers(args.peers, workdir.path)
+        peers = Peers(args.peers, args.compute_types, workdir.path)
         info = machine_lines(peers)
         checks = parity_lines(peers)
         rows = bc.run_rows(args, peers, "Translator", lambda b, s, threads: run_case(b, s, threads, peers, args),
@@ -421,6 +521,18 @@ def main(argv=None):
     cols = [("ms", lambda e: bc.fmt_ms(e["median"])), ("GF/s", lambda e: f"{e['gflops']:.1f}")]
     t1 = bc.table(rows, ENC_GROUP, enc_names, enc_ratios, enc_extra, cols)
     t2 = bc.table(rows, STEP_GROUP, step_names, step_ratios, step_extra, cols)
+    tables = [("Encoder (latency ms, GFLOP/s)", t1, None),
+              ("Encoder + one decoder step (the CTranslate2 proxy)", t2, None)]
+    if peers.int8 and rows:
+        e8 = [n for n in ("pt.i8", "hf.i8", "ort.i8") if n in rows[0]]
+        s8 = [n for n in ("pt.i8+1", "hf.i8+1", "ct2.i8") if n in rows[0]]
+        tables.append(("int8: encoder (latency ms, GFLOP/s)",
+                       bc.table(rows, ENC_GROUP, e8, [("pt.i8", "pt")] + [("pt.i8", n) for n in e8[1:]], [], cols),
+                       "pt.i8/pt: pt int8 against pt float32 (same weights); pt.i8/x: against x's int8 (hf.i8: "
+                       "PyTorch dynamic int8 of the Marian model, ort.i8: ONNX Runtime dynamic int8 of its export)."))
+        tables.append(("int8: encoder + one decoder step (the CTranslate2 proxy)",
+                       bc.table(rows, STEP_GROUP, s8, [("pt.i8+1", "pt+1")] + [("pt.i8+1", n) for n in s8[1:]], [],
+                                cols), "ct2.i8: CTranslate2 int8 (converted with quantization=\"int8\")."))
 
     method = bc.method_line(args, started)
     model = (f"model: Transformer-base, d_model {D_MODEL}, {NHEAD} heads, {LAYERS}+{LAYERS} layers, FFN {FFN} ReLU, "
@@ -443,9 +555,9 @@ def main(argv=None):
         "Marian loader drops <pad>) and its decoder starts from a zero embedding. ct2=hf: rows where CT2's token "
         "is the argmax of HF's logits (a check of the conversion)."
     )
-    bc.print_report(args, [model] + info + checks + peers.notes + [method],
-                    [("Encoder (latency ms, GFLOP/s)", t1, legend1),
-                     ("Encoder + one decoder step (the CTranslate2 proxy)", t2, legend2)],
+    tables[0] = tables[0][:2] + (legend1,)
+    tables[1] = tables[1][:2] + (legend2,)
+    bc.print_report(args, [model] + info + checks + peers.notes + [method], tables,
                     [bc.SPREAD_LEGEND])
 
 

@@ -214,3 +214,52 @@ def test_public_api():
                  "positional_encoding"]:
         assert callable(getattr(pt.ops, name)) and name in pt.ops.__all__
         assert getattr(pt.ops, name).__doc__
+
+
+# ---------------------------------------------------------------------------
+# cache blocking of the float32 GEMM (the rule of csrc/kernels/gemm_impl.h)
+# ---------------------------------------------------------------------------
+
+
+def expected_gemm_blocking(l1d, l2, mr, nr):
+    """KC: the packed x micro-panel in half of L1d (a multiple of 64 in [64, 256]); NC:
+    the KC x NC block of W fills L2; MC: the packed x block in an eighth of L2 (a power
+    of two in [1, 64])."""
+    kc = min(max(l1d // 2 // (4 * mr) // 64 * 64, 64), 256)
+    nc = max(1, l2 // (4 * kc * nr))
+    mc = 1
+    while mc < 64 and 2 * mc * 4 * mr * kc <= l2 // 8:
+        mc *= 2
+    return {"kc": kc, "nc_panels": nc, "mc_tiles": mc}
+
+
+@pytest.mark.parametrize("caches", ["32,1024,16384", "48,2048,4096", "32,512,16384", "16,256,1024", "64,4096,8192"])
+@pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
+def test_gemm_blocking_follows_the_detected_caches(caches, isa):
+    if isa not in pt.runtime_info()["isa_available"]:
+        pytest.skip(f"{isa} is not available on this CPU")
+    out, _ = run_python(INFO_CODE, PYTRANSFORMER_CACHE=caches, PYTRANSFORMER_ISA=isa)
+    info = json.loads(out)
+    l1d, l2, _ = (int(v) * 1024 for v in caches.split(","))
+    assert info["caches"] == {"l1d": l1d, "l2": l2, "l3_per_core": int(caches.split(",")[2]) * 1024, "source": "env"}
+    blk = info["gemm_blocking"]
+    assert {k: blk[k] for k in ("kc", "nc_panels", "mc_tiles")} == expected_gemm_blocking(l1d, l2, blk["mr"], blk["nr"])
+    # And the products stay exact whatever the blocking (sums in k order, see gemm_impl.h).
+    code = ("import numpy as np, pytransformer as pt; r = np.random.default_rng(0); "
+            "x = r.standard_normal((70, 700), dtype=np.float32); w = r.standard_normal((300, 700), dtype=np.float32); "
+            "print(pt.ops.linear(x, w).tobytes().hex()[:4000])")
+    got, _ = run_python(code, PYTRANSFORMER_CACHE=caches, PYTRANSFORMER_ISA=isa)
+    want, _ = run_python(code, PYTRANSFORMER_ISA=isa)
+    assert got == want
+
+
+@pytest.mark.parametrize("isa, caches, want", [
+    ("avx512", "32,1024,16384", {"kc": 256, "nc_panels": 32, "mc_tiles": 8, "mr": 12, "nr": 32}),
+    ("avx2", "32,512,16384", {"kc": 256, "nc_panels": 32, "mc_tiles": 8, "mr": 6, "nr": 16}),
+])
+def test_gemm_blocking_on_the_machines_it_was_tuned_on(isa, caches, want):
+    # The rule gives the constants measured best there (gemm_impl.h's comment).
+    if isa not in pt.runtime_info()["isa_available"]:
+        pytest.skip(f"{isa} is not available on this CPU")
+    out, _ = run_python(INFO_CODE, PYTRANSFORMER_CACHE=caches, PYTRANSFORMER_ISA=isa)
+    assert json.loads(out)["gemm_blocking"] == want

@@ -37,6 +37,15 @@ PYBIND11_MODULE(_core, m) {
     caches["l3_per_core"] = c.l3_bytes;
     caches["source"] = c.source;
     d["caches"] = caches;
+    int64_t blk[5];
+    pt::kernels::active().gemm_blocking(blk);
+    py::dict gemm;
+    gemm["kc"] = blk[0];
+    gemm["nc_panels"] = blk[1];
+    gemm["mc_tiles"] = blk[2];
+    gemm["mr"] = blk[3];
+    gemm["nr"] = blk[4];
+    d["gemm_blocking"] = gemm;
     d["multithreaded"] = pt::multithreaded_build();
     d["threading"] = std::string("pytransformer pool (fork-safe, interruptible)");
     d["cgroup_cpu_quota"] = pt::cgroup_cpu_quota();

@@ -1,13 +1,24 @@
 // GEMM with a fused epilogue: y[M,N] = act(x[M,K] @ W[N,K]^T + bias[N]).
 //
 // Included inside an ISA namespace after simd_<isa>.h and simd_math.h. The
-// including file defines the blocking for its registers and caches:
+// including file defines the register tile for its registers:
 //   kGemmMR  rows of the register tile (x rows)
 //   kGemmNV  vectors across N in the register tile (NR = kGemmNV * Vec::W columns)
-//   kGemmKC  depth of one pass over a tile (the packed x and W micro-panels of one
-//            pass, MR x KC and KC x NR, stay in L1/L2)
-//   kGemmNCPanels  W panels per column block (the KC x NC block of W stays in L2)
-//   kGemmMCTiles   x row tiles per row block (the MC x KC block of packed x stays in L2)
+// The cache blocking is derived at run time from the detected caches (cache_info():
+// sysfs, else CPUID; PYTRANSFORMER_CACHE overrides), once per process (gemm_blocking):
+//   KC  depth of one pass over a tile: the packed x micro-panel (MR x KC floats) stays
+//       in L1 and takes at most half of it, the other half holding the W micro-panel
+//       lines streaming through: KC = L1d / 2 / (4 MR), a multiple of 64 in
+//       [64, kGemmKCMax] (deeper passes measured no faster: the partial sums' round
+//       trip through y is 1/KC of the work, and a KC x NR W micro-panel must pass
+//       through L1 within the prefetch distance).
+//   NC  W panels per column block: the KC x NC block of W fills L2,
+//       NC = L2 / (4 KC NR) panels (>= 1).
+//   MC  x row tiles per row block: the packed MC x KC block of x takes an eighth of L2
+//       (beside W's block), MC = L2 / 8 / (4 MR KC) tiles, a power of two in [1, 64].
+// On the CPUs the constants were first tuned on this gives the tuned values: AVX-512
+// (MR 12, NR 32) with 32 KiB L1d and 1 MiB L2 -> KC 256, NC 32, MC 8; AVX2 (MR 6,
+// NR 16) with 512 KiB L2 (Zen 2) -> KC 256, NC 32, MC 8.
 //
 // The five loops of BLIS:
 //   x is packed block by block (MC x KC, into per-thread scratch, k-major,
@@ -33,6 +44,36 @@
 #pragma once
 
 constexpr int kGemmNR = kGemmNV * Vec::W;
+constexpr int64_t kGemmKCMax = 256;
+
+struct GemmBlocking {
+  int64_t kc, nc_panels, mc_tiles;
+};
+
+// The rule above, from cache_info(): computed once (thread-safe static).
+static GemmBlocking derive_gemm_blocking() {
+  const CacheInfo& c = cache_info();
+  const int64_t l1 = std::max<long long>(c.l1d_bytes, 8 << 10), l2 = std::max<long long>(c.l2_bytes, 64 << 10);
+  const int64_t kc = std::clamp<int64_t>(l1 / 2 / (4 * kGemmMR) / 64 * 64, 64, kGemmKCMax);
+  const int64_t nc = std::max<int64_t>(1, l2 / (4 * kc * kGemmNR));
+  int64_t mc = 1;
+  while (mc < 64 && 2 * mc * 4 * kGemmMR * kc <= l2 / 8) mc *= 2;
+  return {kc, nc, mc};
+}
+
+static const GemmBlocking& gemm_blocking() {
+  static const GemmBlocking b = derive_gemm_blocking();
+  return b;
+}
+
+static void gemm_blocking_info(int64_t out[5]) {
+  const GemmBlocking& b = gemm_blocking();
+  out[0] = b.kc;
+  out[1] = b.nc_panels;
+  out[2] = b.mc_tiles;
+  out[3] = kGemmMR;
+  out[4] = kGemmNR;
+}
 // Cache lines of W per k step of the register tile, and how many k steps ahead the
 // tile prefetches them into L1.
 constexpr int kGemmLinesPerK = (kGemmNR * static_cast<int>(sizeof(float)) + 63) / 64;
@@ -189,7 +230,8 @@ static GemmTileFn gemm_tile_for_rows(int rows) {
 
 // W panels per column block of gemm_compute_block: x is packed once per column block.
 static int64_t gemm_block_panels(int64_t K) {
-  return K < 2 * kGemmKC ? std::max<int64_t>(1, kGemmNCPanels * kGemmKC / K) : kGemmNCPanels;
+  const GemmBlocking& b = gemm_blocking();
+  return K < 2 * b.kc ? std::max<int64_t>(1, b.nc_panels * b.kc / K) : b.nc_panels;
 }
 
 // Split `nthreads` into a grid: tm threads along row tiles x tn along panels, the
@@ -244,13 +286,15 @@ static void gemm_compute_block(const float* x, int64_t M, int64_t K, const float
                                Activation act, const float* residual, float* y, int64_t t_begin, int64_t t_end,
                                int64_t p_begin, int64_t p_end) {
   if (t_begin >= t_end || p_begin >= p_end) return;
+  const GemmBlocking& blk = gemm_blocking();
+  const int64_t KC = blk.kc, NCP = blk.nc_panels, MCT = blk.mc_tiles;
   AlignedBuffer& xbuf = gemm_scratch_x();
-  xbuf.reserve_discard(static_cast<size_t>(kGemmMCTiles * std::min<int64_t>(K, kGemmKC) * kGemmMR));
+  xbuf.reserve_discard(static_cast<size_t>(MCT * std::min<int64_t>(K, KC) * kGemmMR));
   float* xb = xbuf.data();
   const bool stream = (t_end - t_begin) * kGemmMR >= kGemmStreamRows;
   // Row tiles [tc0, tc1) x panels [pc0, pc1) over the KC pass from k0.
   auto pass = [&](int64_t tc0, int64_t tc1, int64_t pc0, int64_t pc1, int64_t k0) {
-    const int64_t kc = std::min<int64_t>(kGemmKC, K - k0);
+    const int64_t kc = std::min<int64_t>(KC, K - k0);
     const bool first = k0 == 0, last = k0 + kc == K;
     for (int64_t t = tc0; t < tc1; ++t) {  // the x block, [tile][kc][MR]
       const int64_t m0 = t * kGemmMR;
@@ -291,18 +335,17 @@ static void gemm_compute_block(const float* x, int64_t M, int64_t K, const float
              pf ? std::min(per_tile, panel_lines - first_line) : 0);
       }
   };
-  if (K < 2 * kGemmKC) {
+  if (K < 2 * KC) {
     const int64_t nc = gemm_block_panels(K);
     for (int64_t pc0 = p_begin; pc0 < p_end; pc0 += nc)
-      for (int64_t tc0 = t_begin; tc0 < t_end; tc0 += kGemmMCTiles)
-        for (int64_t k0 = 0; k0 < K; k0 += kGemmKC)
-          pass(tc0, std::min<int64_t>(t_end, tc0 + kGemmMCTiles), pc0, std::min<int64_t>(p_end, pc0 + nc), k0);
+      for (int64_t tc0 = t_begin; tc0 < t_end; tc0 += MCT)
+        for (int64_t k0 = 0; k0 < K; k0 += KC)
+          pass(tc0, std::min<int64_t>(t_end, tc0 + MCT), pc0, std::min<int64_t>(p_end, pc0 + nc), k0);
   } else {
-    for (int64_t pc0 = p_begin; pc0 < p_end; pc0 += kGemmNCPanels)
-      for (int64_t k0 = 0; k0 < K; k0 += kGemmKC)
-        for (int64_t tc0 = t_begin; tc0 < t_end; tc0 += kGemmMCTiles)
-          pass(tc0, std::min<int64_t>(t_end, tc0 + kGemmMCTiles), pc0, std::min<int64_t>(p_end, pc0 + kGemmNCPanels),
-               k0);
+    for (int64_t pc0 = p_begin; pc0 < p_end; pc0 += NCP)
+      for (int64_t k0 = 0; k0 < K; k0 += KC)
+        for (int64_t tc0 = t_begin; tc0 < t_end; tc0 += MCT)
+          pass(tc0, std::min<int64_t>(t_end, tc0 + MCT), pc0, std::min<int64_t>(p_end, pc0 + NCP), k0);
   }
 }
 

@@ -81,6 +81,10 @@ struct KernelTable {
                     int64_t out_head_stride, int64_t out_row_stride, int64_t B, int64_t H, int64_t Lq,
                     int64_t Lk, int64_t D, int64_t Dv, const uint8_t* key_padding_mask, bool causal,
                     int64_t causal_offset, float scale);
+  // The float32 GEMM's cache blocking for this machine (gemm_impl.h: derived from
+  // cache_info() once): out[0] = KC (depth), out[1] = W panels per column block,
+  // out[2] = x row tiles per row block; out[3] = MR, out[4] = NR (the register tile).
+  void (*gemm_blocking)(int64_t out[5]);
 };
 
 // --- int8 GEMM (int8_impl.h): y[M,N] = act(sx[m] sw[n] (xq . Wq^T) + bias) (+ residual)

@@ -22,9 +22,6 @@ namespace pt::kernels::avx2 {
 
 constexpr int kGemmMR = 6;            // 6 x 16 register tile: 12 accumulators of 16 ymm
 constexpr int kGemmNV = 2;
-constexpr int64_t kGemmKC = 256;       // packed x micro-panel 6 KiB (L1), W micro-panel 16 KiB
-constexpr int64_t kGemmNCPanels = 32;  // 256 x 512 block of W: 512 KiB (L2)
-constexpr int64_t kGemmMCTiles = 8;   // row tiles per row block
 constexpr int kSkinnyMB = 2;
 constexpr int kSkinnyNB(int mb) { return mb == 1 ? 6 : 4; }  // W rows per block
 constexpr int64_t kSkinnyMaxRows = 16;
@@ -59,6 +56,7 @@ const KernelTable& table_avx2() {
       &avx2::silu_op,
       avx2::kAttnBk,
       &avx2::attention,
+      &avx2::gemm_blocking_info,
   };
   return table;
 }

@@ -23,9 +23,6 @@ namespace pt::kernels::avx512 {
 
 constexpr int kGemmMR = 12;           // 12 x 32 register tile: 24 accumulators of 32 zmm
 constexpr int kGemmNV = 2;
-constexpr int64_t kGemmKC = 256;       // packed x micro-panel 12 KiB (L1), W micro-panel 32 KiB
-constexpr int64_t kGemmNCPanels = 32;  // 256 x 1024 block of W: 1 MiB (L2)
-constexpr int64_t kGemmMCTiles = 8;   // row tiles per row block
 constexpr int kSkinnyMB = 4;
 constexpr int kSkinnyNB(int /*mb*/) { return 4; }  // W rows per block
 constexpr int64_t kSkinnyMaxRows = 16;
@@ -60,6 +57,7 @@ const KernelTable& table_avx512() {
       &avx512::silu_op,
       avx512::kAttnBk,
       &avx512::attention,
+      &avx512::gemm_blocking_info,
   };
   return table;
 }

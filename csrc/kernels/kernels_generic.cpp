@@ -21,9 +21,6 @@ namespace pt::kernels::generic {
 
 constexpr int kGemmMR = 4;
 constexpr int kGemmNV = 2;
-constexpr int64_t kGemmKC = 256;
-constexpr int64_t kGemmNCPanels = 64;
-constexpr int64_t kGemmMCTiles = 8;   // row tiles per row block
 constexpr int kSkinnyMB = 2;
 constexpr int kSkinnyNB(int /*mb*/) { return 4; }  // W rows per block
 constexpr int64_t kSkinnyMaxRows = 16;
@@ -58,6 +55,7 @@ const KernelTable& table_generic() {
       &generic::silu_op,
       generic::kAttnBk,
       &generic::attention,
+      &generic::gemm_blocking_info,
   };
   return table;
 }
