@@ -70,6 +70,58 @@ class Linear(_Op):
         pt.ops.linear(self.x, self.w, self.b, self.act)
 
 
+class LinearInt8(_Op):
+    """linear_int8(x[M,K], weight int8 [N,K], weight_scale[N], bias[N]): the int8
+    linear layer of compute_type="int8" models (x quantized per row inside the call,
+    int32 sums, dequantize + bias in the write-back), at the shapes of Linear. The
+    weight is packed inside each call (as pt.ops.linear does), so this is an upper
+    bound of what a model's pre-packed layers cost. Kernel: runtime_info()['int8_kernel']."""
+
+    params = ([(128, 512, 512), (128, 512, 2048), (128, 2048, 512), (1024, 512, 512), (1, 512, 2048),
+               (16, 512, 2048), (16, 512, 32000)], THREADS)
+    param_names = ["M,K,N", "threads"]
+
+    def setup(self, mkn, threads):
+        self._set_threads(threads)
+        m, k, n = mkn
+        self.x = _randn(self.rng, (m, k))
+        self.q, self.s = pt.ops.quantize_weight(_randn(self.rng, (n, k), scale=k**-0.5))
+        self.b = _randn(self.rng, (n,))
+
+    def time_linear_int8(self, mkn, threads):
+        pt.ops.linear_int8(self.x, self.q, self.s, self.b)
+
+
+class QuantizeRows(_Op):
+    """quantize_rows(x[rows, 512]): the run-time quantization of activations."""
+
+    params = ([1, 16, 128, 2048], THREADS)
+    param_names = ["rows", "threads"]
+
+    def setup(self, rows, threads):
+        self._set_threads(threads)
+        self.x = _randn(self.rng, (rows, D_MODEL))
+
+    def time_quantize_rows(self, rows, threads):
+        pt.ops.quantize_rows(self.x)
+
+
+class Int8Matmul(_Op):
+    """int8_matmul(x int8 [M,K], weight int8 [N,K]): the exact int32 product alone."""
+
+    params = ([(16, 512, 2048), (128, 512, 2048), (1024, 512, 512)], THREADS)
+    param_names = ["M,K,N", "threads"]
+
+    def setup(self, mkn, threads):
+        self._set_threads(threads)
+        m, k, n = mkn
+        self.x = self.rng.integers(-127, 128, (m, k), dtype=np.int8)
+        self.w = self.rng.integers(-127, 128, (n, k), dtype=np.int8)
+
+    def time_int8_matmul(self, mkn, threads):
+        pt.ops.int8_matmul(self.x, self.w)
+
+
 # -- row-wise ops ---------------------------------------------------------------
 
 ROWS = [1, 128, 2048, 16384]
