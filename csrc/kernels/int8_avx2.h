@@ -36,7 +36,10 @@ struct I8 {
   }
   static Acc dot(Acc acc, const A& a, B b) {
 #ifdef PT_I8_VNNI
-    return _mm256_dpbusd_avx_epi32(acc, a.v, b);
+    // In place, by hand (as int8_avx512.h): GCC copies the accumulator otherwise.
+    // AVX-VNNI is VEX-encoded: ymm0-15 only ("x").
+    asm("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(a.v), "x"(b));
+    return acc;
 #else
     const __m256i p16 = _mm256_maddubs_epi16(a.abs, _mm256_sign_epi8(b, a.sign));
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
