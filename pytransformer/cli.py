@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import List, Optional
 
@@ -56,6 +57,18 @@ def _read_texts(texts: List[str], input_file: Optional[str]) -> List[str]:
     return texts
 
 
+def _load_model_file(path: str, compute_type=None):
+    """A .safetensors file written by Transformer.save or EncoderModel.save."""
+    import pytransformer as pt
+    from pytransformer.weights import _SafetensorsFile
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such model file or folder: {path!r}")
+    fmt = _SafetensorsFile(path).metadata.get("format")
+    cls = pt.EncoderModel if fmt == "pytransformer.EncoderModel" else pt.Transformer
+    return cls.load(path, compute_type=compute_type)
+
+
 def _cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -65,12 +78,15 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     if args.threads:
         pt.set_num_threads(args.threads)
     try:
-        model = pt.from_pretrained(args.model, compute_type=args.compute_type)
+        if os.path.isdir(args.model):
+            model = pt.from_pretrained(args.model, compute_type=args.compute_type or "float32")
+        else:  # a file of EncoderModel.save (pytransformer quantize writes them): default its own compute type
+            model = _load_model_file(args.model, args.compute_type)
     except (OSError, ValueError) as e:
         raise CliError(_one_line(e)) from None
     if not isinstance(model, pt.EncoderModel):
         raise CliError(f"{args.model} is a {type(model).__name__}, not an encoder model: embed needs a BERT-style "
-                       "model folder")
+                       "model folder or a file written by EncoderModel.save")
     try:
         vectors = model.embed(texts, batch_size=args.batch_size, normalize=not args.no_normalize,
                               progress=args.progress)
@@ -222,15 +238,13 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     try:
         if os.path.isdir(src):
             model = pt.from_pretrained(src, compute_type="int8")
-            if not isinstance(model, pt.Transformer):
-                raise CliError(f"{src}: quantize writes encoder-decoder models only for now "
-                               f"(this folder is a {type(model).__name__}; use --compute-type int8 when loading it)")
         else:
-            model = pt.Transformer.load(src, compute_type="int8")
-        model.save(args.output, metadata=model.metadata)
+            model = _load_model_file(src, compute_type="int8")
+        model.save(args.output, metadata=getattr(model, "metadata", None) or None)
     except (OSError, ValueError) as e:
         raise CliError(_one_line(e)) from None
-    a, b = os.path.getsize(src) if os.path.isfile(src) else None, os.path.getsize(args.output)
+    original = src if os.path.isfile(src) else os.path.join(src, "model.safetensors")
+    a, b = os.path.getsize(original) if os.path.isfile(original) else None, os.path.getsize(args.output)
     ratio = f" ({b / a:.2f}x of {a:,} bytes)" if a else ""
     print(f"wrote {args.output}: int8, {b:,} bytes{ratio}")
     return 0
@@ -292,9 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("quantize", help="write an int8 copy of a model",
-                       description="Load a model (a .safetensors file written by Transformer.save, or a Hugging Face "
-                                   "encoder-decoder folder), quantize its linear layers and embedding tables to int8 (a float32 scale "
-                                   "per row) and save it; its metadata (vocabulary) is kept.")
+                       description="Load a model (a .safetensors file written by Transformer.save or "
+                                   "EncoderModel.save, or a Hugging Face folder: encoder-decoder or BERT-style "
+                                   "encoder), quantize its linear layers and embedding tables to int8 (a float32 "
+                                   "scale per row) and save it as one file; its metadata (vocabulary; an encoder's "
+                                   "tokenizer and pooling) is kept.")
     p.add_argument("input", help="a .safetensors model file or a Hugging Face model folder")
     p.add_argument("output", help="the int8 .safetensors file to write")
     p.set_defaults(func=_cmd_quantize)
@@ -306,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("embed", help="sentence embeddings with a BERT-style model folder",
                        description="Print sentence embeddings (one line per text: the text, a tab, the numbers), "
                                    "or with --similarity the matrix of cosine similarities.")
-    p.add_argument("--model", required=True, help="model folder (config.json, model.safetensors, tokenizer.json)")
+    p.add_argument("--model", required=True, help="model folder (config.json, model.safetensors, tokenizer.json), "
+                                                  "or a file written by EncoderModel.save / pytransformer quantize")
     p.add_argument("texts", nargs="*", help="texts to embed")
     p.add_argument("--input", metavar="FILE", help="read more texts from FILE, one per line (- for stdin)")
     p.add_argument("--similarity", action="store_true", help="print cosine similarities instead of vectors")
@@ -314,8 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-normalize", action="store_true", help="do not scale embeddings to unit length")
     p.add_argument("--threads", type=int, help="threads to use (default: physical cores)")
     p.add_argument("--precision", type=int, default=6, help="significant digits printed (default 6)")
-    p.add_argument("--compute-type", choices=("float32", "int8"), default="float32",
-                   help="float32 or int8 (int8 linear layers and embeddings; default: float32)")
+    p.add_argument("--compute-type", choices=("float32", "int8"), default=None,
+                   help="float32 or int8 (int8 linear layers and embeddings; default: float32 for a folder, "
+                        "the file's own for a file)")
 
     p.add_argument("--progress", action="store_true", help="show a progress bar (needs tqdm)")
     p.add_argument("--json", action="store_true", help="print JSON")

