@@ -298,6 +298,8 @@ class EncoderModel:
             pooling = Pooling(modes)
             if not isinstance(normalize, bool):
                 raise ValueError(f"normalize must be true or false, got {normalize!r}")
+        except RecursionError:
+            raise ValueError(f"{path!r}: bad EncoderModel metadata: JSON nested too deeply") from None
         except (ValueError, TypeError) as e:
             raise ValueError(f"{path!r}: bad EncoderModel metadata: {e}") from e
         if compute_type is None:

@@ -262,3 +262,25 @@ def test_minilm_int8_file_embeds_like_the_int8_folder(tmp_path):
     back = pt.EncoderModel.load(path)
     texts = ["A man is playing a guitar.", "The stock market fell sharply today."]
     np.testing.assert_array_equal(back.embed(texts), i8.embed(texts))
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("pooling", "[" * 100000, "nested too deeply"),
+    ("pooling", '["nope"]', "unknown pooling mode"),
+    ("normalize", '"yes"', "normalize"),
+    ("max_seq_length", "x", "bad EncoderModel metadata"),
+    ("config", "{not json", "bad EncoderModel metadata"),
+    ("config", "{\"d_model\": -1}", "bad EncoderModel metadata"),
+    ("compute_type", "int4", "unknown compute_type"),
+])
+def test_encoder_model_load_rejects_bad_metadata(tmp_path, rng, key, value, match):
+    from safetensors.numpy import load_file, save_file
+    from pytransformer.weights import _SafetensorsFile
+    config, weights = _small_encoder(rng)
+    good = tmp_path / "good.safetensors"
+    pt.EncoderModel(config, weights).save(good)
+    meta = dict(_SafetensorsFile(str(good)).metadata, **{key: value})
+    bad = tmp_path / "bad.safetensors"
+    save_file(load_file(str(good)), str(bad), metadata=meta)
+    with pytest.raises(ValueError, match=match):
+        pt.EncoderModel.load(bad)
