@@ -316,14 +316,29 @@ def run_case(batch, length, threads, models, args):
     types = np.array([e.type_ids for e in encs], np.int32)
     lengths = np.full(batch, length, np.int32)
 
-    def pt_ids():
-        return pool_normalize(m.encode(ids, lengths, types), lengths)
+    def pt_ids(model=m):
+        return pool_normalize(model.encode(ids, lengths, types), lengths)
 
     impls = {"pt": (bc.local(lambda: m.embed(texts, batch_size=batch)), TEXT),
              # embed's tokenizer call (embed has configured it: no padding, truncation at 256)
-             "pt tok": (bc.local(lambda: m.tokenizer.encode_batch(texts)), TEXT),
-             "pt enc": (bc.local(pt_ids), IDS)}
-    outs = {"pt": m.embed(texts, batch_size=batch), "pt enc": pt_ids()}
+             "pt tok": (bc.local(lambda: m.tokenizer.encode_batch(texts)), TEXT)}
+    outs = {"pt": m.embed(texts, batch_size=batch)}
+
+    def add_ids(name, fn):
+        """A token ids -> embedding implementation: timed, and its output kept for the cosines."""
+        impls[name] = (bc.local(fn), IDS)
+        if torch is not None:
+            with torch.inference_mode():
+                outs[name] = fn()
+        else:
+            outs[name] = fn()
+
+    def add_ct2(name, worker):
+        worker.prepare(ct2_embed, ids, lengths)
+        impls[name] = (worker.sample, IDS)
+        outs[name] = worker.output(identity)
+
+    add_ids("pt enc", pt_ids)
     w = models.wanted
     if "st" in w:
         st = models.st
@@ -339,62 +354,34 @@ def run_case(batch, length, threads, models, args):
         with torch.inference_mode():
             outs["st"] = st_encode()
     if "torch" in w:
-        bert = models.bert
         t_ids, t_types = torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(types.astype(np.int64))
         t_mask = torch.ones_like(t_ids)
 
-        def torch_ids():
+        def torch_ids(bert=models.bert):
             h = bert(input_ids=t_ids, attention_mask=t_mask, token_type_ids=t_types).last_hidden_state
             return pool_normalize(h.numpy(), lengths)
 
-        impls["torch"] = (bc.local(torch_ids), IDS)
-        with torch.inference_mode():
-            outs["torch"] = torch_ids()
+        add_ids("torch", torch_ids)
     if models.ort is not None:
-        sess = models.session(threads)
         feed = {"input_ids": ids.astype(np.int64), "attention_mask": np.ones((batch, length), np.int64),
                 "token_type_ids": types.astype(np.int64)}
 
-        def ort_ids():
+        def ort_ids(sess=models.session(threads)):
             return pool_normalize(sess.run(["last_hidden_state"], feed)[0], lengths)
 
-        impls["ort"] = (bc.local(ort_ids), IDS)
-        outs["ort"] = ort_ids()
+        add_ids("ort", ort_ids)
     if models.ct2 is not None:
-        models.ct2_worker.prepare(ct2_embed, ids, lengths)
-        impls["ct2"] = (models.ct2_worker.sample, IDS)
-        outs["ct2"] = models.ct2_worker.output(identity)
+        add_ct2("ct2", models.ct2_worker)
     # int8 (table 3), in the same rounds.
     if models.pt_i8 is not None:
-        m8 = models.pt_i8
-
-        def pt_i8_ids():
-            return pool_normalize(m8.encode(ids, lengths, types), lengths)
-
-        impls["pt.i8"] = (bc.local(pt_i8_ids), IDS)
-        outs["pt.i8"] = pt_i8_ids()
+        add_ids("pt.i8", lambda: pt_ids(models.pt_i8))
     if models.bert_i8 is not None:
-        bert8 = models.bert_i8
-
-        def torch_i8_ids():
-            h = bert8(input_ids=t_ids, attention_mask=t_mask, token_type_ids=t_types).last_hidden_state
-            return pool_normalize(h.numpy(), lengths)
-
-        impls["torch.i8"] = (bc.local(torch_i8_ids), IDS)
-        with torch.inference_mode():
-            outs["torch.i8"] = torch_i8_ids()
+        add_ids("torch.i8", lambda: torch_ids(models.bert_i8))
     if models.ort_i8:
         sess8 = models.session(threads, int8=True)
-
-        def ort_i8_ids():
-            return pool_normalize(sess8.run(["last_hidden_state"], feed)[0], lengths)
-
-        impls["ort.i8"] = (bc.local(ort_i8_ids), IDS)
-        outs["ort.i8"] = ort_i8_ids()
+        add_ids("ort.i8", lambda: ort_ids(sess8))
     if models.ct2_i8_worker is not None:
-        models.ct2_i8_worker.prepare(ct2_embed, ids, lengths)
-        impls["ct2.i8"] = (models.ct2_i8_worker.sample, IDS)
-        outs["ct2.i8"] = models.ct2_i8_worker.output(identity)
+        add_ct2("ct2.i8", models.ct2_i8_worker)
 
     row = {"case": (batch, length), "threads": threads,
            "cos_st": min_cos(outs["pt"], outs["st"]) if "st" in outs else None,
