@@ -12,8 +12,8 @@ import numpy as np
 
 from . import _core
 from .config import EncoderConfig, Lengths, TokenIds, TransformerConfig, _check_fits_in_memory, as_encoder_config
-from .model import _ids, _lengths
-from .weights import COMPUTE_TYPES, check_compute_type, check_weights, expected_encoder_weight_shapes
+from .model import _extra_metadata, _file_compute_type, _ids, _lengths, _open_model_file
+from .weights import check_compute_type, check_weights, expected_encoder_weight_shapes
 
 _FORMAT = "pytransformer.EncoderModel"
 _RESERVED_METADATA = ("format", "config", "compute_type", "pooling", "normalize", "max_seq_length", "tokenizer")
@@ -256,13 +256,7 @@ class EncoderModel:
         extra string entries, returned by :meth:`load` in ``model.metadata``."""
         from safetensors.numpy import save_file
 
-        extra = dict(metadata or {})
-        for k, v in extra.items():
-            if not isinstance(k, str) or not isinstance(v, str):
-                raise TypeError("metadata must map str to str")
-            if k in _RESERVED_METADATA:
-                raise ValueError(f"metadata key {k!r} is reserved")
-        meta = {**extra, "format": _FORMAT, "config": self._config.to_json(), "compute_type": self.compute_type,
+        meta = {**_extra_metadata(metadata, _RESERVED_METADATA), "format": _FORMAT, "config": self._config.to_json(), "compute_type": self.compute_type,
                 "pooling": json.dumps(list(self.pooling.modes)), "normalize": json.dumps(bool(self.normalize)),
                 "max_seq_length": str(int(self.max_seq_length))}
         if self.tokenizer is not None:
@@ -280,16 +274,9 @@ class EncoderModel:
         ``compute_type``: None for the file's own, or ``"float32"`` / ``"int8"`` (as
         :meth:`pytransformer.Transformer.load`). The tokenizer, when the file has one,
         needs the ``tokenizers`` package."""
-        from .weights import _SafetensorsFile
-
         path = os.fspath(path)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"no such model file: {path!r}")
-        f = _SafetensorsFile(path)
+        f = _open_model_file(path, _FORMAT, "EncoderModel")
         meta = f.metadata
-        if meta.get("format") != _FORMAT or "config" not in meta:
-            raise ValueError(f"{path!r} is a safetensors file but not a pytransformer EncoderModel "
-                             f"(format {meta.get('format')!r})")
         try:
             config = EncoderConfig.from_json(meta["config"])
             modes = json.loads(meta.get("pooling", '["mean"]'))
@@ -302,10 +289,7 @@ class EncoderModel:
             raise ValueError(f"{path!r}: bad EncoderModel metadata: JSON nested too deeply") from None
         except (ValueError, TypeError) as e:
             raise ValueError(f"{path!r}: bad EncoderModel metadata: {e}") from e
-        if compute_type is None:
-            compute_type = meta.get("compute_type", "float32")
-            if compute_type not in COMPUTE_TYPES:
-                raise ValueError(f"{path!r}: unknown compute_type {compute_type!r} in the file's metadata")
+        compute_type = _file_compute_type(path, meta, compute_type)
         _check_fits_in_memory(config, repr(path))
         tokenizer = None
         if "tokenizer" in meta:

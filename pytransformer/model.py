@@ -6,7 +6,7 @@ import dataclasses
 import math
 import os
 import threading
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -19,6 +19,41 @@ __all__ = ["Transformer", "GenerationResult"]
 _FORMAT = "pytransformer.Transformer"
 _RESERVED_METADATA = ("format", "config", "compute_type")
 PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _extra_metadata(metadata: Optional[Mapping[str, str]], reserved: Tuple[str, ...]) -> Dict[str, str]:
+    """save()'s user metadata: str -> str, none of the keys the file format uses."""
+    extra = dict(metadata or {})
+    for k, v in extra.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise TypeError("metadata must map str to str")
+        if k in reserved:
+            raise ValueError(f"metadata key {k!r} is reserved")
+    return extra
+
+
+def _open_model_file(path: str, fmt: str, what: str):
+    """The validated safetensors file of a pytransformer model of format ``fmt``
+    (FileNotFoundError, or ValueError naming the file)."""
+    from .weights import _SafetensorsFile
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such model file: {path!r}")
+    f = _SafetensorsFile(path)
+    if f.metadata.get("format") != fmt or "config" not in f.metadata:
+        raise ValueError(f"{path!r} is a safetensors file but not a pytransformer {what} "
+                         f"(format {f.metadata.get('format')!r})")
+    return f
+
+
+def _file_compute_type(path: str, metadata: Mapping[str, str], compute_type: Optional[str]) -> str:
+    """load()'s compute type: the caller's, else the file's own (default float32)."""
+    if compute_type is not None:
+        return compute_type
+    own = metadata.get("compute_type", "float32")
+    if own not in COMPUTE_TYPES:
+        raise ValueError(f"{path!r}: unknown compute_type {own!r} in the file's metadata")
+    return own
 
 
 def _ids(value: Any, name: str, vocab: int, max_length: int) -> np.ndarray:
@@ -467,12 +502,7 @@ class Transformer:
         """
         from safetensors.numpy import save_file
 
-        extra = dict(metadata or {})
-        for k, v in extra.items():
-            if not isinstance(k, str) or not isinstance(v, str):
-                raise TypeError("metadata must map str to str")
-            if k in _RESERVED_METADATA:
-                raise ValueError(f"metadata key {k!r} is reserved")
+        extra = _extra_metadata(metadata, _RESERVED_METADATA)
         save_file(self.state_dict(int8=True), os.fspath(path),
                   metadata={**extra, "format": _FORMAT, "config": self._config.to_json(),
                             "compute_type": self.compute_type})
@@ -487,16 +517,9 @@ class Transformer:
         int8 model, whose int8 weights are used as stored, not quantized again), or
         ``"float32"`` / ``"int8"`` (an int8 file loaded as float32 is dequantized; a
         float32 file loaded as int8 is quantized)."""
-        from .weights import _SafetensorsFile
-
         path = os.fspath(path)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"no such model file: {path!r}")
-        f = _SafetensorsFile(path)
+        f = _open_model_file(path, _FORMAT, "model")
         metadata = f.metadata
-        if metadata.get("format") != _FORMAT or "config" not in metadata:
-            raise ValueError(f"{path!r} is a safetensors file but not a pytransformer model "
-                             "(no pytransformer config in its metadata)")
         try:
             config = TransformerConfig.from_json(metadata["config"])
         except (ValueError, TypeError) as e:
@@ -504,11 +527,7 @@ class Transformer:
         _check_fits_in_memory(config, repr(path))  # before reading (or the C++ side allocating) anything
         weights = f.tensors()
         extra = {k: v for k, v in metadata.items() if k not in _RESERVED_METADATA}
-        if compute_type is None:
-            compute_type = metadata.get("compute_type", "float32")
-            if compute_type not in COMPUTE_TYPES:
-                raise ValueError(f"{path!r}: unknown compute_type {compute_type!r} in the file's metadata")
-        model = cls(config, weights, compute_type=compute_type)
+        model = cls(config, weights, compute_type=_file_compute_type(path, metadata, compute_type))
         model.metadata = extra
         return model
 
