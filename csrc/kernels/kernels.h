@@ -59,7 +59,9 @@ struct KernelTable {
   // out[r] = table[ids[r]] * scale + types[type_ids[r]] + positions[first_position + r % seq_len]
   // (added in that order) for r < rows; table [V,E]; types [T,E] or null (no token
   // types; type_ids null means type 0); positions [>= first_position + seq_len, E] or
-  // null; out [rows,E]. ids must be in range (callers check).
+  // null; out [rows,E]. ids must be in range (callers check); ids null means row r
+  // of the table for output row r (table may then be out itself: rows already
+  // gathered, e.g. dequantized from an int8 table, finished in place).
   void (*embed)(const float* table, int64_t E, const int32_t* ids, int64_t rows, int64_t seq_len,
                 int64_t first_position, float scale, const float* positions, const float* types,
                 const int32_t* type_ids, float* out);

@@ -142,7 +142,7 @@ static void embed(const float* table, int64_t E, const int32_t* ids, int64_t row
   const bool scaled = scale != 1.0f;
   parallel_for(rows, threads_for(rows * E, 1 << 15), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      const float* e = table + static_cast<int64_t>(ids[r]) * E;
+      const float* e = table + (ids ? static_cast<int64_t>(ids[r]) : r) * E;
       const float* p = positions ? positions + (first_position + r % seq_len) * E : nullptr;
       const float* t = types ? types + (type_ids ? static_cast<int64_t>(type_ids[r]) : 0) * E : nullptr;
       float* o = out + r * E;

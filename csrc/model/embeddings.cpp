@@ -1,8 +1,6 @@
 #include "model/embeddings.h"
 
 #include <algorithm>
-#include <climits>
-#include <cmath>
 #include <stdexcept>
 #include <utility>
 
@@ -17,30 +15,16 @@ EmbeddingTable::EmbeddingTable(const WeightMap& w, const std::string& name, int6
   const LinearSource src = require_linear_weight(w, name, {vocab, E});
   const size_t n = static_cast<size_t>(vocab * E);
   if (compute == ComputeType::kInt8) {
-    q_.resize(std::max<size_t>(n, 1));
     scale_ = AlignedBuffer(static_cast<size_t>(std::max<int64_t>(vocab, 1)));
-    if (src.w) {
-      quantize_weight_rows(src.w, vocab, E, q_.data(), scale_.data());
-    } else {
-      for (int64_t v = 0; v < vocab; ++v) {
-        if (!std::isfinite(src.scale[v]) || src.scale[v] < 0.0f)
-          throw std::invalid_argument("the scales of the int8 table '" + name + "' must be finite and >= 0");
-        scale_.data()[v] = src.scale[v];
-      }
-      for (size_t i = 0; i < n; ++i)
-        if (src.q[i] == -128)
-          throw std::invalid_argument("int8 table '" + name + "' holds -128; int8 weights lie in [-127, 127]");
-      std::copy(src.q, src.q + n, q_.data());
-    }
+    const int8_t* q = int8_rows(src, vocab, E, q_, scale_.data());
+    if (q != q_.data()) q_.assign(q, q + n);  // came int8: keep a copy
+    if (q_.empty()) q_.resize(1);
     return;
   }
+  std::vector<float> storage;
+  const float* f = float_rows(src, vocab, E, storage);
   f_ = AlignedBuffer(n);
-  if (src.w) {
-    std::copy(src.w, src.w + n, f_.data());
-  } else {  // int8 in, float32 out: dequantize
-    for (int64_t v = 0; v < vocab; ++v)
-      for (int64_t e = 0; e < E; ++e) f_.data()[v * E + e] = static_cast<float>(src.q[v * E + e]) * src.scale[v];
-  }
+  std::copy(f, f + n, f_.data());
 }
 
 void EmbeddingTable::gather(const int32_t* ids, int64_t rows, float* out) const {
@@ -53,9 +37,7 @@ void EmbeddingTable::gather(const int32_t* ids, int64_t rows, float* out) const 
       const int64_t v = ids[r];
       float* o = out + r * E_;
       if (is_int8()) {
-        const int8_t* q = q_.data() + v * E_;
-        const float s = scale_.data()[v];
-        for (int64_t e = 0; e < E_; ++e) o[e] = static_cast<float>(q[e]) * s;
+        dequantize_rows(q_.data() + v * E_, scale_.data() + v, 1, E_, o);
       } else {
         std::copy(f_.data() + v * E_, f_.data() + (v + 1) * E_, o);
       }
@@ -75,9 +57,7 @@ void EmbeddingTable::export_to(const WeightSinks& sinks, const std::string& name
     std::copy(f_.data(), f_.data() + n, out);
     return;
   }
-  for (int64_t v = 0; v < vocab_; ++v)
-    for (int64_t e = 0; e < E_; ++e) out[v * E_ + e] = static_cast<float>(q_[static_cast<size_t>(v * E_ + e)]) *
-                                                       scale_.data()[v];
+  dequantize_rows(q_.data(), scale_.data(), vocab_, E_, out);
 }
 
 Embeddings::Embeddings(std::shared_ptr<const EmbeddingTable> table, int64_t vocab, int64_t E, float scale, Positional positional,
@@ -102,13 +82,10 @@ Embeddings::Embeddings(std::shared_ptr<const EmbeddingTable> table, int64_t voca
 void Embeddings::forward(const kernels::KernelTable& kt, const int32_t* ids, const int32_t* type_ids, int64_t B,
                          int64_t L, int64_t first_position, float* out) const {
   if (table_->is_int8()) {
-    // Dequantize the rows into out, then scale + types + positions in place (the
-    // kernel reads row r of `out` as its table row r: ids 0..B*L-1).
-    if (B * L > INT32_MAX) throw std::length_error("embeddings: more than 2^31 - 1 token positions in one call");
+    // Dequantize the rows into out, then scale + types + positions in place (null
+    // ids: the kernel reads row r of `out` as table row r).
     table_->gather(ids, B * L, out);
-    std::vector<int32_t> rows(static_cast<size_t>(B * L));
-    for (int64_t r = 0; r < B * L; ++r) rows[static_cast<size_t>(r)] = static_cast<int32_t>(r);
-    kt.embed(out, E_, rows.data(), B * L, L, first_position, scale_, positions_.data(), types(), type_ids, out);
+    kt.embed(out, E_, nullptr, B * L, L, first_position, scale_, positions_.data(), types(), type_ids, out);
   } else {
     kt.embed(table_->floats(), E_, ids, B * L, L, first_position, scale_, positions_.data(), types(), type_ids, out);
   }

@@ -59,6 +59,34 @@ void quantize_weight_rows(const float* w, int64_t N, int64_t K, int8_t* q, float
   }
 }
 
+void dequantize_rows(const int8_t* q, const float* scale, int64_t N, int64_t K, float* out) {
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k) out[n * K + k] = static_cast<float>(q[n * K + k]) * scale[n];
+}
+
+const int8_t* int8_rows(const LinearSource& src, int64_t N, int64_t K, std::vector<int8_t>& storage, float* scales) {
+  if (!src.q) {
+    storage.resize(static_cast<size_t>(std::max<int64_t>(N * K, 1)));
+    quantize_weight_rows(src.w, N, K, storage.data(), scales);
+    return storage.data();
+  }
+  for (int64_t n = 0; n < N; ++n) {
+    if (!std::isfinite(src.scale[n]) || src.scale[n] < 0.0f)
+      throw std::invalid_argument("an int8 weight's scale must be finite and >= 0");
+    scales[n] = src.scale[n];
+  }
+  for (int64_t i = 0; i < N * K; ++i)
+    if (src.q[i] == -128) throw std::invalid_argument("int8 weights must lie in [-127, 127] (found -128)");
+  return src.q;
+}
+
+const float* float_rows(const LinearSource& src, int64_t N, int64_t K, std::vector<float>& storage) {
+  if (src.w) return src.w;
+  storage.resize(static_cast<size_t>(std::max<int64_t>(N * K, 1)));
+  dequantize_rows(src.q, src.scale, N, K, storage.data());
+  return storage.data();
+}
+
 AlignedBuffer copy_aligned(const float* src, int64_t count) {
   AlignedBuffer b(static_cast<size_t>(count));
   if (count > 0) std::memcpy(b.data(), src, static_cast<size_t>(count) * sizeof(float));
@@ -76,34 +104,14 @@ Linear::Linear(const kernels::KernelTable& kt, const LinearSource& weight, const
   if (bias) bias_ = copy_aligned(bias, out);
   if (compute == ComputeType::kFloat32) {
     packed_ = AlignedBuffer(static_cast<size_t>(kt.gemm_packed_size(out, in)));
-    if (weight.w) {
-      kt.gemm_pack(weight.w, out, in, packed_.data());
-    } else {  // int8 in, float32 out: dequantize
-      std::vector<float> w(static_cast<size_t>(out * in));
-      for (int64_t n = 0; n < out; ++n)
-        for (int64_t k = 0; k < in; ++k)
-          w[static_cast<size_t>(n * in + k)] = static_cast<float>(weight.q[n * in + k]) * weight.scale[n];
-      kt.gemm_pack(w.data(), out, in, packed_.data());
-    }
+    std::vector<float> storage;  // int8 in, float32 out: dequantized
+    kt.gemm_pack(float_rows(weight, out, in, storage), out, in, packed_.data());
     return;
   }
   i8_ = &kernels::int8_for(kt);
   scales_ = AlignedBuffer(static_cast<size_t>(std::max<int64_t>(out, 1)));
-  std::vector<int8_t> quantized;
-  const int8_t* q = weight.q;
-  if (weight.q) {
-    for (int64_t n = 0; n < out; ++n) {
-      if (!std::isfinite(weight.scale[n]) || weight.scale[n] < 0.0f)
-        throw std::invalid_argument("an int8 weight's scale must be finite and >= 0");
-      scales_.data()[n] = weight.scale[n];
-    }
-    for (int64_t i = 0; i < out * in; ++i)
-      if (weight.q[i] == -128) throw std::invalid_argument("int8 weights must lie in [-127, 127] (found -128)");
-  } else {
-    quantized.resize(static_cast<size_t>(out * in));
-    quantize_weight_rows(weight.w, out, in, quantized.data(), scales_.data());
-    q = quantized.data();
-  }
+  std::vector<int8_t> storage;  // float32 in: quantized
+  const int8_t* q = int8_rows(weight, out, in, storage, scales_.data());
   packed_ = AlignedBuffer(floats_for(i8_->packed_bytes(out, in)));
   i8_->pack(q, out, in, reinterpret_cast<int8_t*>(packed_.data()));
 }
@@ -147,9 +155,7 @@ void Linear::export_weight(const kernels::KernelTable& kt, float* weight) const 
   }
   std::vector<int8_t> q(static_cast<size_t>(out_ * in_));
   i8_->unpack(reinterpret_cast<const int8_t*>(packed_.data()), out_, in_, q.data());
-  for (int64_t n = 0; n < out_; ++n)
-    for (int64_t k = 0; k < in_; ++k)
-      weight[n * in_ + k] = static_cast<float>(q[static_cast<size_t>(n * in_ + k)]) * scales_.data()[n];
+  dequantize_rows(q.data(), scales_.data(), out_, in_, weight);
 }
 
 LayerNorm::LayerNorm(const float* weight, const float* bias, int64_t n, float eps)

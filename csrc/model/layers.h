@@ -67,6 +67,17 @@ LinearSource require_linear_weight(const WeightMap& weights, const std::string& 
 // non-finite weight.
 void quantize_weight_rows(const float* w, int64_t N, int64_t K, int8_t* q, float* scales);
 
+// out [N,K] = q [N,K] * scale[n] (an int8 weight as float32).
+void dequantize_rows(const int8_t* q, const float* scale, int64_t N, int64_t K, float* out);
+
+// A [N,K] weight as int8 rows + scales [N]: its own q when it comes int8 (checked:
+// scales finite and >= 0, no -128; the scales copied), else quantized per row into
+// `storage`. Returns the int8 rows.
+const int8_t* int8_rows(const LinearSource& src, int64_t N, int64_t K, std::vector<int8_t>& storage, float* scales);
+
+// A [N,K] weight as float32 rows: its own w, else dequantized into `storage`.
+const float* float_rows(const LinearSource& src, int64_t N, int64_t K, std::vector<float>& storage);
+
 // y [M,out] = act(x [M,in] @ W^T + b) (+ residual [M,out]); W stored [out,in] as nn.Linear.
 // float32 (W packed for the kernel set), or int8 (W quantized per row, or taken as
 // given when it comes int8, packed for the int8 set that goes with the kernel set).
