@@ -101,12 +101,11 @@ def method_line(args, started: float) -> str:
 def run_rows(args, models, ct2_kind: str, run_one, label) -> list:
     """One row per (thread count, case in args.cases): run_one(*case, threads), after
     loading CTranslate2's ct2_kind ("Translator", "Encoder") for that thread count in
-    models' worker (when models.ct2 is set) and waiting for the machine to quiet down."""
+    each of models.ct2_loads ([(worker, model dir, compute type)], empty without
+    CTranslate2) and waiting for the machine to quiet down."""
     rows = []
     for threads in args.threads:
-        # models.ct2_loads: [(worker, model dir, compute type)], when it runs several.
-        for worker, model_dir, compute_type in getattr(models, "ct2_loads", None) or (
-                [(models.ct2_worker, models.ct2_dir, "float32")] if models.ct2 is not None else []):
+        for worker, model_dir, compute_type in models.ct2_loads:
             worker.load(ct2_load, ct2_kind, model_dir, threads, compute_type)
         for case in args.cases:
             quiet_before_case(args)

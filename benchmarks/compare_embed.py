@@ -263,6 +263,7 @@ class Models:
     def close(self):
         workers = [self.ct2_worker, self.ct2_i8_worker]
         self.ct2_worker = self.ct2_i8_worker = None
+        self.ct2_loads = []
         for worker in workers:
             if worker is not None:
                 worker.close()

@@ -343,6 +343,7 @@ class Peers:
     def close(self):
         workers = [getattr(self, "ct2_worker", None), self.ct2_i8_worker]
         self.ct2_worker = self.ct2_i8_worker = None
+        self.ct2_loads = []
         for worker in workers:
             if worker is not None:
                 worker.close()

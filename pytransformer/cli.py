@@ -230,8 +230,6 @@ def _cmd_translate(args: argparse.Namespace) -> int:
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
-    import os
-
     import pytransformer as pt
 
     src = os.fspath(args.input)
