@@ -29,26 +29,28 @@ static AttnScratch& attn_scratch() {
   return scratch;
 }
 
-// s[r][:Bk] = scale * (q_r . kt[:, :Bk]) + kmask[:Bk] for R query rows q (row
+// s[r][:NV*W] = scale * (q_r . kt[:, :NV*W]) + kmask[:NV*W] for R query rows q (row
 // stride ldq); kt has row stride ldk. scale * dot is one fused op with the mask
 // (exactly scale * dot where the mask is 0), and -inf where the mask is -inf.
-template <int R>
+// NV (<= kAttnKV) vectors of keys: a block's keys past its last vector that holds
+// one are never read (a short block, e.g. early decode steps, reads only its keys).
+template <int R, int NV>
 static void attn_scores(const float* q, int64_t ldq, const float* kt, int64_t ldk, int64_t D, float scale,
                         const float* kmask, float* s) {
   using V = Vec;
-  typename V::F acc[R][kAttnKV];
+  typename V::F acc[R][NV];
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < kAttnKV; ++v) acc[r][v] = V::zero();
+    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
   for (int64_t d = 0; d < D; ++d) {
-    typename V::F kv[kAttnKV];
-    for (int v = 0; v < kAttnKV; ++v) kv[v] = V::load(kt + d * ldk + v * V::W);
+    typename V::F kv[NV];
+    for (int v = 0; v < NV; ++v) kv[v] = V::load(kt + d * ldk + v * V::W);
     for (int r = 0; r < R; ++r) {
       const typename V::F qv = V::set1(q[r * ldq + d]);
-      for (int v = 0; v < kAttnKV; ++v) acc[r][v] = V::muladd(qv, kv[v], acc[r][v]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::muladd(qv, kv[v], acc[r][v]);
     }
   }
   const typename V::F vs = V::set1(scale);
-  for (int v = 0; v < kAttnKV; ++v) {
+  for (int v = 0; v < NV; ++v) {
     const typename V::F mv = V::load(kmask + v * V::W);
     // A masked key scores -inf whatever the dot product is (NaN or inf in a masked key
     // or in the query must not leak through NaN + -inf).
@@ -100,39 +102,40 @@ static void attn_accumulate(const float* p, const float* v, int64_t ldv, int nk,
   }
 }
 
-// The online-softmax update of one query row with one key block: srow [Bk] holds
-// the row's scores (keys from first_hidden on are cut: causal, or past Lk) and
+// The online-softmax update of one query row with one key block: srow [bw] holds
+// the row's scores for the block's first bw keys (a multiple of W, at least every
+// key of the block; keys from first_hidden on are cut: causal, or past Lk) and
 // becomes its probabilities P = exp(S - m'); the running max m, sum l and output
 // row o [Dp] are rescaled by e^(m - m'). kmask: the block's key mask. A block in
 // which nothing visible scores above -inf adds nothing (P = 0), but a visible -inf
 // key is remembered in visible_neg_inf (see the final normalisation).
-static void attn_softmax_update(float* srow, int64_t first_hidden, const float* kmask, float* o, int64_t Dp,
-                                float& m, float& l, bool& visible_neg_inf) {
+static void attn_softmax_update(float* srow, int bw, int64_t first_hidden, const float* kmask, float* o,
+                                int64_t Dp, float& m, float& l, bool& visible_neg_inf) {
   const float neg_inf = -__builtin_inff();
-  if (first_hidden < kAttnBk) {
+  if (first_hidden < bw) {
     const Vec::F cut = Vec::set1(static_cast<float>(first_hidden));
-    for (int c = 0; c < kAttnBk; c += Vec::W) {
+    for (int c = 0; c < bw; c += Vec::W) {
       const Vec::F idx = Vec::add(Vec::iota(), Vec::set1(static_cast<float>(c)));
       Vec::store(srow + c, Vec::select(Vec::ge(idx, cut), Vec::set1(neg_inf), Vec::load(srow + c)));
     }
   }
   Vec::F vmax = Vec::set1(neg_inf);
-  for (int c = 0; c < kAttnBk; c += Vec::W) vmax = Vec::max(vmax, Vec::load(srow + c));
+  for (int c = 0; c < bw; c += Vec::W) vmax = Vec::max(vmax, Vec::load(srow + c));
   float m_new = std::max(m, Vec::hmax(vmax));
   if (m_new == neg_inf) {
     // x86 max drops NaN lanes: a row of NaN scores (a NaN query) looks empty.
     bool nan = false;
-    for (int c = 0; c < kAttnBk; ++c) nan |= srow[c] != srow[c];
+    for (int c = 0; c < bw; ++c) nan |= srow[c] != srow[c];
     if (!nan) {  // nothing visible with a finite score yet: this block adds nothing
       for (int64_t c = 0; c < first_hidden && !visible_neg_inf; ++c) visible_neg_inf = kmask[c] == 0.0f;
-      std::fill(srow, srow + kAttnBk, 0.0f);
+      std::fill(srow, srow + bw, 0.0f);
       return;
     }
     m_new = __builtin_nanf("");  // NaN spreads through p, l and the output
   }
   const Vec::F vm = Vec::set1(m_new);
   Vec::F vsum = Vec::zero();
-  for (int c = 0; c < kAttnBk; c += Vec::W) {
+  for (int c = 0; c < bw; c += Vec::W) {
     const Vec::F e = exp(Vec::sub(Vec::load(srow + c), vm));
     vsum = Vec::add(vsum, e);
     Vec::store(srow + c, e);
@@ -156,6 +159,18 @@ static void with_rows(int rows, F&& f) {
       return;
     }
     with_rows<R + 1>(rows, f);
+  }
+}
+
+// Calls f(std::integral_constant<int, NV>) for NV = nv, 1 <= nv <= kAttnKV.
+template <int NV = 1, class F>
+static void with_vectors(int nv, F&& f) {
+  if constexpr (NV <= kAttnKV) {
+    if (nv == NV) {
+      f(std::integral_constant<int, NV>{});
+      return;
+    }
+    with_vectors<NV + 1>(nv, f);
   }
 }
 
@@ -221,18 +236,23 @@ static void attention(Tensor4View q, Tensor4View k, Tensor4View v, float* out, i
       std::fill(o, o + nq * Dp, 0.0f);
       for (int64_t j0 = 0; j0 < k_end; j0 += kAttnBk) {
         const int nk = static_cast<int>(std::min<int64_t>(kAttnBk, k_end - j0));
+        // Scores of the vectors that hold keys: the lanes past them would be cut anyway
+        // (exp gives exact zeros there, which add nothing to l or o).
+        const int nv = static_cast<int>(ceil_div(nk, Vec::W));
         for (int r0 = 0; r0 < nq; r0 += kAttnRB) {
           const int rows = std::min(kAttnRB, nq - r0);
           with_rows(rows, [&](auto R) {
-            attn_scores<R.value>(qp + r0 * q.row_stride, q.row_stride, ktp + j0, ldk, D, scale, kmask + j0,
-                                 s + r0 * kAttnBk);
+            with_vectors(nv, [&](auto NV) {
+              attn_scores<R.value, NV.value>(qp + r0 * q.row_stride, q.row_stride, ktp + j0, ldk, D, scale,
+                                             kmask + j0, s + r0 * kAttnBk);
+            });
           });
         }
         // Causal cut inside the block, then the online-softmax update of each row.
         for (int r = 0; r < nq; ++r) {
           const int64_t last_visible = causal ? i0 + r + causal_offset : Lk - 1;
           const int64_t first_hidden = std::min<int64_t>(last_visible + 1, j0 + nk) - j0;  // keys >= are masked
-          attn_softmax_update(s + r * kAttnBk, first_hidden, kmask + j0, o + r * Dp, Dp, m[r], l[r],
+          attn_softmax_update(s + r * kAttnBk, nv * Vec::W, first_hidden, kmask + j0, o + r * Dp, Dp, m[r], l[r],
                               visible_neg_inf[r]);
         }
         for (int r0 = 0; r0 < nq; r0 += kAttnRB) {
