@@ -98,6 +98,7 @@ static void pack_transposed(const float* src, int64_t lds, int rows, int64_t col
     int r = 0;
     for (; r + 8 <= rows; r += 8) transpose_8x8(src + r * lds + k, lds, dst + k * ldd + r, ldd);
     for (; r + 4 <= rows; r += 4) transpose_4x8(src + r * lds + k, lds, dst + k * ldd + r, ldd);
+    for (; r + 2 <= rows; r += 2) transpose_2x8(src + r * lds + k, lds, dst + k * ldd + r, ldd);
     for (; r < rows; ++r)
       for (int kk = 0; kk < 8; ++kk) dst[(k + kk) * ldd + r] = src[r * lds + k + kk];
     for (; r < width; ++r)

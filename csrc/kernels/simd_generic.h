@@ -113,12 +113,16 @@ struct Vec {
   }
 };
 
-// dst[c*ldd + r] = src[r*lds + c] for an 8x8 and a 4-row x 8-column block.
+// dst[c*ldd + r] = src[r*lds + c] for an 8x8, a 4-row and a 2-row x 8-column block.
 static inline void transpose_8x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
   for (int r = 0; r < 8; ++r)
     for (int c = 0; c < 8; ++c) dst[c * ldd + r] = src[r * lds + c];
 }
 static inline void transpose_4x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
   for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 8; ++c) dst[c * ldd + r] = src[r * lds + c];
+}
+static inline void transpose_2x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  for (int r = 0; r < 2; ++r)
     for (int c = 0; c < 8; ++c) dst[c * ldd + r] = src[r * lds + c];
 }

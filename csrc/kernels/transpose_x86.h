@@ -43,3 +43,20 @@ static inline void transpose_4x8(const float* src, int64_t lds, float* dst, int6
   _mm_storeu_ps(dst + 6 * ldd, _mm256_extractf128_ps(u2, 1));
   _mm_storeu_ps(dst + 7 * ldd, _mm256_extractf128_ps(u3, 1));
 }
+
+// dst[c*ldd + r] = src[r*lds + c] for a 2-row x 8-column block: 8 pairs, stored as
+// 64-bit halves (the AVX2 tile's 6 rows are a 4-row and a 2-row block).
+static inline void transpose_2x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lds);
+  const __m256 lo = _mm256_unpacklo_ps(r0, r1), hi = _mm256_unpackhi_ps(r0, r1);  // pairs 0 1 4 5, 2 3 6 7
+  const __m128 lo0 = _mm256_castps256_ps128(lo), lo1 = _mm256_extractf128_ps(lo, 1);
+  const __m128 hi0 = _mm256_castps256_ps128(hi), hi1 = _mm256_extractf128_ps(hi, 1);
+  _mm_storel_pi(reinterpret_cast<__m64*>(dst + 0 * ldd), lo0);
+  _mm_storeh_pi(reinterpret_cast<__m64*>(dst + 1 * ldd), lo0);
+  _mm_storel_pi(reinterpret_cast<__m64*>(dst + 2 * ldd), hi0);
+  _mm_storeh_pi(reinterpret_cast<__m64*>(dst + 3 * ldd), hi0);
+  _mm_storel_pi(reinterpret_cast<__m64*>(dst + 4 * ldd), lo1);
+  _mm_storeh_pi(reinterpret_cast<__m64*>(dst + 5 * ldd), lo1);
+  _mm_storel_pi(reinterpret_cast<__m64*>(dst + 6 * ldd), hi1);
+  _mm_storeh_pi(reinterpret_cast<__m64*>(dst + 7 * ldd), hi1);
+}
