@@ -3,7 +3,8 @@
 // products summed 4 at a time into int32 (activations kept as u8 = q + 128).
 // Without: the sign trick, |a| (u8) x sign(b, a) (s8) with vpmaddubsw, whose int16
 // pair sums stay within 2 * 127 * 127 < 32767 (q in [-127, 127]: no saturation),
-// widened and summed by vpmaddwd against ones.
+// widened and summed by vpmaddwd against ones; |a| is read from a copy of x's rows
+// made once per product (kAbsA), not recomputed for every panel.
 // Included inside an ISA namespace after simd_avx2.h.
 #pragma once
 
@@ -11,12 +12,12 @@ struct I8 {
   using Acc = __m256i;
   using B = __m256i;
 #ifdef PT_I8_VNNI
-  static constexpr bool kUnsignedA = true;
+  static constexpr bool kUnsignedA = true, kAbsA = false;
   struct A {
     __m256i v;
   };
 #else
-  static constexpr bool kUnsignedA = false;
+  static constexpr bool kUnsignedA = false, kAbsA = true;
   struct A {
     __m256i abs, sign;
   };
@@ -24,14 +25,17 @@ struct I8 {
 
   static Acc zero() { return _mm256_setzero_si256(); }
   static B loadb(const int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-  static A bcast(const int8_t* p) {
+  static __m256i bcast4(const int8_t* p) {
     int32_t v;
     std::memcpy(&v, p, sizeof v);
-    const __m256i b = _mm256_set1_epi32(v);
+    return _mm256_set1_epi32(v);
+  }
+  // 4 consecutive k of a row of x (p), and of its |x| copy (pa; kAbsA only).
+  static A bcast(const int8_t* p, [[maybe_unused]] const int8_t* pa) {
 #ifdef PT_I8_VNNI
-    return A{b};
+    return A{bcast4(p)};
 #else
-    return A{_mm256_abs_epi8(b), b};
+    return A{bcast4(pa), bcast4(p)};
 #endif
   }
   static Acc dot(Acc acc, const A& a, B b) {

@@ -3,7 +3,8 @@
 // products summed 4 at a time into int32 (activations kept as u8 = q + 128).
 // Without: the sign trick, |a| (u8) x sign(b, a) (s8) with vpmaddubsw, whose int16
 // pair sums stay within 2 * 127 * 127 < 32767 (q in [-127, 127]: no saturation),
-// widened and summed by vpmaddwd against ones.
+// widened and summed by vpmaddwd against ones; |a| is read from a copy of x's rows
+// made once per product (kAbsA), not recomputed for every panel.
 // Included inside an ISA namespace after simd_avx512.h.
 #pragma once
 
@@ -11,12 +12,12 @@ struct I8 {
   using Acc = __m512i;
   using B = __m512i;
 #ifdef PT_I8_VNNI
-  static constexpr bool kUnsignedA = true;
+  static constexpr bool kUnsignedA = true, kAbsA = false;
   struct A {
     __m512i v;
   };
 #else
-  static constexpr bool kUnsignedA = false;
+  static constexpr bool kUnsignedA = false, kAbsA = true;
   struct A {
     __m512i abs;
     __mmask64 neg;
@@ -25,14 +26,17 @@ struct I8 {
 
   static Acc zero() { return _mm512_setzero_si512(); }
   static B loadb(const int8_t* p) { return _mm512_loadu_si512(p); }
-  static A bcast(const int8_t* p) {
+  static __m512i bcast4(const int8_t* p) {
     int32_t v;
     std::memcpy(&v, p, sizeof v);
-    const __m512i b = _mm512_set1_epi32(v);
+    return _mm512_set1_epi32(v);
+  }
+  // 4 consecutive k of a row of x (p), and of its |x| copy (pa; kAbsA only).
+  static A bcast(const int8_t* p, [[maybe_unused]] const int8_t* pa) {
 #ifdef PT_I8_VNNI
-    return A{b};
+    return A{bcast4(p)};
 #else
-    return A{_mm512_abs_epi8(b), _mm512_movepi8_mask(b)};
+    return A{bcast4(pa), _mm512_movepi8_mask(bcast4(p))};
 #endif
   }
   static Acc dot(Acc acc, const A& a, B b) {

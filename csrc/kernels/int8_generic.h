@@ -12,7 +12,7 @@ struct I8 {
   struct A {
     int8_t v[4];
   };
-  static constexpr bool kUnsignedA = false;
+  static constexpr bool kUnsignedA = false, kAbsA = false;
 
   static Acc zero() { return Acc{{0, 0, 0, 0}}; }
   static B loadb(const int8_t* p) {
@@ -20,7 +20,7 @@ struct I8 {
     std::memcpy(b.v, p, sizeof b.v);
     return b;
   }
-  static A bcast(const int8_t* p) {
+  static A bcast(const int8_t* p, const int8_t* /*pa*/) {
     A a;
     std::memcpy(a.v, p, sizeof a.v);
     return a;

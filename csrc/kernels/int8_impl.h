@@ -12,6 +12,8 @@
 //   I8::A        4 consecutive k of one row of x, broadcast and prepared
 //   I8::kUnsignedA  activations are kept as u8 = q + 128 (the u8 x s8 dot products
 //                of VNNI); the sums then carry 128 * colsum(W), taken off in the epilogue
+//   I8::kAbsA   the dot product also takes |q| of the activations: i8_run makes a
+//                copy of x's rows with |q| once per product, bcast(p, pa) reads both
 //   zero, loadb, bcast, dot(acc, a, b) (+= the 4 products of every lane), sub,
 //   load/store(_n) of int32, to_float, quantize (Vec::W floats -> int8 in A's format).
 // and the tile sizes kI8MR (rows of x) and kI8NV (vectors across N).
@@ -149,10 +151,11 @@ struct I8Out {
   int32_t* iout;          // [rows, ldy] exact int32 sums instead (tests), or null
 };
 
-// MR rows of x (row stride ldx bytes) against one packed panel b over k4n steps of 4.
+// MR rows of x (row stride ldx bytes; xa: their |x| copy, kAbsA only) against one
+// packed panel b over k4n steps of 4.
 template <int MR>
-static void i8_tile(int64_t k4n, const int8_t* __restrict x, int64_t ldx, const int8_t* __restrict b,
-                    const int32_t* colsum, int n_valid, int64_t ldy, const I8Out& o) {
+static void i8_tile(int64_t k4n, const int8_t* __restrict x, const int8_t* __restrict xa, int64_t ldx,
+                    const int8_t* __restrict b, const int32_t* colsum, int n_valid, int64_t ldy, const I8Out& o) {
   typename I8::Acc acc[MR][kI8NV];
   for (int m = 0; m < MR; ++m)
     for (int v = 0; v < kI8NV; ++v) acc[m][v] = I8::zero();
@@ -163,7 +166,7 @@ static void i8_tile(int64_t k4n, const int8_t* __restrict x, int64_t ldx, const 
     typename I8::B bv[kI8NV];
     for (int v = 0; v < kI8NV; ++v) bv[v] = I8::loadb(bk + v * Vec::W * 4);
     for (int m = 0; m < MR; ++m) {
-      const typename I8::A a = I8::bcast(x + m * ldx + k4 * 4);
+      const typename I8::A a = I8::bcast(x + m * ldx + k4 * 4, xa + m * ldx + k4 * 4);
       for (int v = 0; v < kI8NV; ++v) acc[m][v] = I8::dot(acc[m][v], a, bv[v]);
     }
   }
@@ -212,7 +215,13 @@ static void i8_tile(int64_t k4n, const int8_t* __restrict x, int64_t ldx, const 
   }
 }
 
-using I8TileFn = void (*)(int64_t, const int8_t*, int64_t, const int8_t*, const int32_t*, int, int64_t, const I8Out&);
+// out[i] = |q[i]| (q in [-127, 127]); separate buffers, so the loop vectorizes.
+static void i8_abs(const int8_t* __restrict q, int64_t n, int8_t* __restrict out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<int8_t>(q[i] < 0 ? -q[i] : q[i]);
+}
+
+using I8TileFn = void (*)(int64_t, const int8_t*, const int8_t*, int64_t, const int8_t*, const int32_t*, int, int64_t,
+                          const I8Out&);
 
 template <int... I>
 static I8TileFn i8_tile_pick(int rows, std::integer_sequence<int, I...>) {
@@ -262,6 +271,17 @@ static void i8_run(const int8_t* q, const float* sx, int64_t M, int64_t K, const
   const int64_t row_tiles = ceil_div(M, kI8MR), panels = ceil_div(N, kI8NR);
   const int32_t* colsum = i8_colsums(packed, N, K);
   const int nthreads = threads_for(M * N * Kp, 1 << 18);
+  // |q| of every row of x, once (each element is used by every panel), in this
+  // thread's scratch (kept for the next call up to 32 MiB).
+  static thread_local AlignedBuffer abs_buf;  // floats: 4 bytes each
+  const int8_t* qa = q;
+  if constexpr (I8::kAbsA) {
+    abs_buf.reserve_discard(static_cast<size_t>(ceil_div(M * Kp, 4)));
+    int8_t* a = reinterpret_cast<int8_t*>(abs_buf.data());
+    parallel_for(M, threads_for(M * Kp, 1 << 16),
+                 [&](int64_t r0, int64_t r1) { i8_abs(q + r0 * Kp, (r1 - r0) * Kp, a + r0 * Kp); });
+    qa = a;
+  }
   const I8Blocking blk = i8_blocking(M, N, Kp, nthreads);
   const int64_t tb = ceil_div(row_tiles, blk.row_tiles), pb = ceil_div(panels, blk.panels);
   // Panel blocks outer: consecutive tasks share their block of W.
@@ -282,11 +302,13 @@ static void i8_run(const int8_t* q, const float* sx, int64_t M, int64_t K, const
                 residual ? residual + m0 * N + n0 : nullptr,
                 y ? y + m0 * N + n0 : nullptr,
                 iout ? iout + m0 * N + n0 : nullptr};
-        i8_tile_pick(rows, std::make_integer_sequence<int, kI8MR>{})(k4n, q + m0 * Kp, Kp, packed + p * Kp * kI8NR,
-                                                                      colsum + n0, n_valid, N, o);
+        i8_tile_pick(rows, std::make_integer_sequence<int, kI8MR>{})(k4n, q + m0 * Kp, qa + m0 * Kp, Kp,
+                                                                      packed + p * Kp * kI8NR, colsum + n0, n_valid,
+                                                                      N, o);
       }
     }
   });
+  if (abs_buf.size() > (size_t{1} << 23)) abs_buf.release();
 }
 
 static void i8_linear(const int8_t* q, const float* x_scales, int64_t M, int64_t K, const int8_t* packed,
