@@ -249,6 +249,36 @@ def test_return_scores_false(spec):
             assert b.sequences == a.sequences and b.scores is None and b.log_probs is None
 
 
+def test_greedy_ties_take_the_first_eligible_token():
+    """Greedy picks the lowest id among the largest logits, skipping EOS before
+    min_length and suppressed tokens; +0.0 and -0.0 tie. The output weight is zero,
+    so every step's logits are exactly the output bias (the argmax is independent of
+    the decoder). Both paths of the chooser: every token allowed, and suppress_tokens."""
+    spec = SPEC_BY_NAME["post_ln_wide"]  # eos 7, 45 target tokens
+    config, cached = lively_weights(spec)
+    w = dict(cached)  # lively_weights is cached: leave its dict as it is
+    w["generator.weight"] = np.zeros_like(w["generator.weight"])
+
+    def greedy(bias, **kw):
+        w["generator.bias"] = np.asarray(bias, dtype=np.float32)
+        model = pt.Transformer(config, w)
+        src, lengths = sources(spec, lengths=(4, 2))
+        return [r.sequences[0] for r in model.generate(src, lengths, max_length=3, **kw)]
+
+    bias = np.full(spec.vocab, -1.0)
+    bias[[7, 12, 30]] = 5.0  # EOS and two later tokens share the maximum
+    assert greedy(bias) == [[], []]  # EOS comes first: stop at once
+    assert greedy(bias, min_length=3) == [[12, 12, 12]] * 2  # EOS blocked: the next tie
+    assert greedy(bias, min_length=3, suppress_tokens=[12]) == [[30, 30, 30]] * 2
+    assert greedy(bias, suppress_tokens=[7, 12, 30]) == [[0, 0, 0]] * 2  # all -1: the first eligible
+    bias[:] = -1.0
+    bias[9], bias[40], bias[44] = -0.0, 0.0, -0.0  # the maximum is zero: the first zero wins
+    assert greedy(bias) == [[9, 9, 9]] * 2
+    assert greedy(bias, suppress_tokens=[9]) == [[40, 40, 40]] * 2
+    bias[3] = 1e-45  # a denormal above every zero
+    assert greedy(bias) == [[3, 3, 3]] * 2
+
+
 def test_empty_batch():
     model = build(SPECS[0])
     assert model.generate(np.zeros((0, 5), np.int64), max_length=4) == []
