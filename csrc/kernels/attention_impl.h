@@ -150,27 +150,16 @@ static void attn_softmax_update(float* srow, int bw, int64_t first_hidden, const
   l += Vec::hsum(vsum);
 }
 
-// Calls f(std::integral_constant<int, R>) for R = rows, 1 <= rows <= kAttnRB.
-template <int R = 1, class F>
-static void with_rows(int rows, F&& f) {
-  if constexpr (R <= kAttnRB) {
-    if (rows == R) {
-      f(std::integral_constant<int, R>{});
+// Calls f(std::integral_constant<int, N>) for N = n, 1 <= n <= Max (a run-time count
+// as a template argument: rows of a register block, vectors of a key block).
+template <int Max, int N = 1, class F>
+static void with_count(int n, F&& f) {
+  if constexpr (N <= Max) {
+    if (n == N) {
+      f(std::integral_constant<int, N>{});
       return;
     }
-    with_rows<R + 1>(rows, f);
-  }
-}
-
-// Calls f(std::integral_constant<int, NV>) for NV = nv, 1 <= nv <= kAttnKV.
-template <int NV = 1, class F>
-static void with_vectors(int nv, F&& f) {
-  if constexpr (NV <= kAttnKV) {
-    if (nv == NV) {
-      f(std::integral_constant<int, NV>{});
-      return;
-    }
-    with_vectors<NV + 1>(nv, f);
+    with_count<Max, N + 1>(n, f);
   }
 }
 
@@ -241,8 +230,8 @@ static void attention(Tensor4View q, Tensor4View k, Tensor4View v, float* out, i
         const int nv = static_cast<int>(ceil_div(nk, Vec::W));
         for (int r0 = 0; r0 < nq; r0 += kAttnRB) {
           const int rows = std::min(kAttnRB, nq - r0);
-          with_rows(rows, [&](auto R) {
-            with_vectors(nv, [&](auto NV) {
+          with_count<kAttnRB>(rows, [&](auto R) {
+            with_count<kAttnKV>(nv, [&](auto NV) {
               attn_scores<R.value, NV.value>(qp + r0 * q.row_stride, q.row_stride, ktp + j0, ldk, D, scale,
                                              kmask + j0, s + r0 * kAttnBk);
             });
@@ -257,7 +246,7 @@ static void attention(Tensor4View q, Tensor4View k, Tensor4View v, float* out, i
         }
         for (int r0 = 0; r0 < nq; r0 += kAttnRB) {
           const int rows = std::min(kAttnRB, nq - r0);
-          with_rows(rows, [&](auto R) {
+          with_count<kAttnRB>(rows, [&](auto R) {
             attn_accumulate<R.value>(s + r0 * kAttnBk, vp + j0 * v.row_stride, v.row_stride, nk, Dv, o + r0 * Dp, Dp);
           });
         }
