@@ -71,8 +71,8 @@ class TokenChooser {
   // The first eligible token with the largest logit: the first eligible one, replaced
   // by each later one that is strictly greater (a NaN there is never chosen; a NaN
   // first stays). -1 when nothing is eligible. With every token allowed, the maximum
-  // is taken by a branch-free loop over the row (vectorized) and its first position
-  // found after: the same token, at a fraction of the per-token cost.
+  // is taken by a branch-free loop over the row and its first position found after:
+  // the same token, at a fraction of the per-token cost.
   int32_t greedy_choice(const float* logits, int32_t blocked) const {
     int64_t first = 0;
     while (first < vocab_ && !eligible(first, blocked)) ++first;
@@ -81,8 +81,8 @@ class TokenChooser {
     if (!(bv == bv)) return static_cast<int32_t>(first);
     if (all_allowed_) {
       // max over (first, vocab) without `blocked`: two plain ranges.
-      // 8 running maxima (vectorized by the compiler: the order of a max over the
-      // row only decides between +0 and -0, which the search below treats as equal).
+      // 8 running maxima, 8 independent dependency chains (the order of a max over
+      // the row only decides between +0 and -0, which the search below treats as equal).
       auto range_max = [&](int64_t b, int64_t e, float m) {
         float lane[8] = {m, m, m, m, m, m, m, m};
         int64_t v = b;
