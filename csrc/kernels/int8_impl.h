@@ -58,10 +58,11 @@ static void i8_pack_panels(const int8_t* w, int64_t N, int64_t K, int8_t* packed
       int32_t s = 0;
       if (n < N) {
         const int8_t* row = w + n * K;
-        for (int64_t k = 0; k < K; ++k) {
-          panel[(k / 4) * kI8NR * 4 + j * 4 + k % 4] = row[k];
-          s += row[k];
-        }
+        for (int64_t k = 0; k < K; ++k) s += row[k];
+        // 4 consecutive k at a time (one int32 move), then the last K % 4.
+        int64_t k = 0;
+        for (; k + 4 <= K; k += 4) std::memcpy(panel + (k / 4) * kI8NR * 4 + j * 4, row + k, 4);
+        for (; k < K; ++k) panel[(k / 4) * kI8NR * 4 + j * 4 + k % 4] = row[k];
       }
       sums[n] = s;
     }
