@@ -116,11 +116,14 @@ const Int8Kernels* int8_find(const char* name) {
 
 const Int8Kernels& int8_for(const KernelTable& table) {
   const std::string isa = table.isa;
-  if (isa != "generic") {
-    if (vnni_allowed())
-      if (const Int8Kernels* k = int8_find((isa + "_vnni").c_str())) return *k;
+  if (isa != "generic" && vnni_allowed())
+    if (const Int8Kernels* k = int8_find((isa + "_vnni").c_str())) return *k;
+  return int8_signed_for(table);
+}
+
+const Int8Kernels& int8_signed_for(const KernelTable& table) {
+  if (std::strcmp(table.isa, "generic") != 0)
     if (const Int8Kernels* k = int8_find(table.isa)) return *k;
-  }
   return int8_generic();
 }
 

@@ -120,6 +120,9 @@ struct Int8Kernels {
 // The int8 set that goes with a kernel table on this CPU: its VNNI variant where the
 // CPU has VNNI (unless PYTRANSFORMER_VNNI=0), else its own.
 const Int8Kernels& int8_for(const KernelTable& table);
+// The set of the table's own ISA without VNNI: its rows are signed int8 (the weights'
+// format); every set quantizes by the same rule, bit for bit (tests).
+const Int8Kernels& int8_signed_for(const KernelTable& table);
 // Every int8 set this build and CPU can run (tests compare them), best last.
 int int8_available_count();
 const Int8Kernels& int8_available(int i);

@@ -46,9 +46,10 @@ LinearSource require_linear_weight(const WeightMap& weights, const std::string& 
 }
 
 void quantize_weight_rows(const float* w, int64_t N, int64_t K, int8_t* q, float* scales) {
-  // The rule of the activations (Int8Kernels::quantize_rows), from the portable set
-  // (signed rows padded to padded_k(K)); a NaN scale marks a non-finite row.
-  const kernels::Int8Kernels& k = kernels::int8_generic();
+  // The rule of the activations (Int8Kernels::quantize_rows), from the signed set of
+  // the active ISA (signed rows padded to padded_k(K); the same bytes from every set);
+  // a NaN scale marks a non-finite row.
+  const kernels::Int8Kernels& k = kernels::int8_signed_for(kernels::active());
   const int64_t Kp = k.padded_k(K);
   std::vector<int8_t> rows(static_cast<size_t>(std::max<int64_t>(N * Kp, 1)));
   k.quantize_rows(w, N, K, rows.data(), scales);
