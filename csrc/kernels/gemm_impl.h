@@ -365,9 +365,6 @@ static void gemm_fill_epilogue(int64_t M, int64_t N, const float* bias, Activati
 }
 
 
-// Scratch above this many floats (32 MiB) is freed after the call rather than kept.
-constexpr size_t kGemmScratchKeep = size_t{1} << 23;
-
 // Most FMAs of one GEMM task: a task is what a thread claims at once, and what it
 // finishes before it sees a cancellation (~10-30 ms on one core).
 constexpr int64_t kGemmTaskFma = int64_t{1} << 30;
@@ -430,8 +427,8 @@ static void gemm_run_impl(const float* x, int64_t M, int64_t K, const float* w, 
 static void gemm_run(const float* x, int64_t M, int64_t K, const float* w, const float* wp, int64_t N,
                      const float* bias, Activation act, const float* residual, float* y) {
   gemm_run_impl(x, M, K, w, wp, N, bias, act, residual, y);
-  if (gemm_scratch_x().size() > kGemmScratchKeep) gemm_scratch_x().release();
-  if (gemm_scratch_w().size() > kGemmScratchKeep) gemm_scratch_w().release();
+  if (gemm_scratch_x().size() > kScratchKeepFloats) gemm_scratch_x().release();
+  if (gemm_scratch_w().size() > kScratchKeepFloats) gemm_scratch_w().release();
 }
 
 static void linear_packed(const float* x, int64_t M, int64_t K, const float* packed, int64_t N, const float* bias,

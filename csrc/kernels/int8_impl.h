@@ -265,6 +265,9 @@ static I8Blocking i8_blocking(int64_t M, int64_t N, int64_t Kp, int nthreads) {
   return {bt, bp};
 }
 
+// i8_run's copy of |q| (kAbsA sets only); floats, 4 bytes each.
+static thread_local AlignedBuffer i8_abs_scratch;
+
 static void i8_run(const int8_t* q, const float* sx, int64_t M, int64_t K, const int8_t* packed, const float* sw,
                    int64_t N, const float* bias, Activation act, const float* residual, float* y, int32_t* iout) {
   if (M <= 0 || N <= 0) return;
@@ -273,12 +276,11 @@ static void i8_run(const int8_t* q, const float* sx, int64_t M, int64_t K, const
   const int32_t* colsum = i8_colsums(packed, N, K);
   const int nthreads = threads_for(M * N * Kp, 1 << 18);
   // |q| of every row of x, once (each element is used by every panel), in this
-  // thread's scratch (kept for the next call up to 32 MiB).
-  static thread_local AlignedBuffer abs_buf;  // floats: 4 bytes each
+  // thread's scratch (kept for the next call up to kScratchKeepFloats).
   const int8_t* qa = q;
   if constexpr (I8::kAbsA) {
-    abs_buf.reserve_discard(static_cast<size_t>(ceil_div(M * Kp, 4)));
-    int8_t* a = reinterpret_cast<int8_t*>(abs_buf.data());
+    i8_abs_scratch.reserve_discard(static_cast<size_t>(ceil_div(M * Kp, 4)));
+    int8_t* a = reinterpret_cast<int8_t*>(i8_abs_scratch.data());
     parallel_for(M, threads_for(M * Kp, 1 << 16),
                  [&](int64_t r0, int64_t r1) { i8_abs(q + r0 * Kp, (r1 - r0) * Kp, a + r0 * Kp); });
     qa = a;
@@ -309,7 +311,9 @@ static void i8_run(const int8_t* q, const float* sx, int64_t M, int64_t K, const
       }
     }
   });
-  if (abs_buf.size() > (size_t{1} << 23)) abs_buf.release();
+  if constexpr (I8::kAbsA) {
+    if (i8_abs_scratch.size() > kScratchKeepFloats) i8_abs_scratch.release();
+  }
 }
 
 static void i8_linear(const int8_t* q, const float* x_scales, int64_t M, int64_t K, const int8_t* packed,

@@ -16,6 +16,10 @@ double physical_memory_bytes();
 // "12.3 GB"
 std::string human_bytes(double bytes);
 
+// Kernel scratch (thread-local AlignedBuffers reused across calls) larger than this
+// many floats (32 MiB) is freed after the call rather than kept for the next one.
+constexpr std::size_t kScratchKeepFloats = std::size_t{1} << 23;
+
 class AlignedBuffer {
  public:
   static constexpr std::size_t kAlignment = 64;
