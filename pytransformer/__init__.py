@@ -30,6 +30,7 @@ from .model import GenerationResult, Transformer
 from .pretrained import from_pretrained
 from .text import TextTranslator, Translation, load_demo
 from .weights import WeightsError
+from .whisper import Segment, TranscriptionInfo, WhisperModel
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,9 @@ __all__ = [
     "TransformerConfig",
     "EncoderConfig",
     "GenerationResult",
+    "WhisperModel",
+    "Segment",
+    "TranscriptionInfo",
     "EncoderModel",
     "Pooling",
     "from_pretrained",

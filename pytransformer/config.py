@@ -99,7 +99,9 @@ class TransformerConfig(_Serializable):
             (``src_type_embed.weight``, BERT); 0 for none.
         embedding_norm: a LayerNorm right after the embeddings (``src_embed_norm``,
             ``tgt_embed_norm``; BERT).
-        src_vocab_size, tgt_vocab_size: vocabulary sizes.
+        src_vocab_size, tgt_vocab_size: vocabulary sizes. ``src_vocab_size=0``: the
+            encoder has no embeddings and takes float inputs
+            (:meth:`Transformer.encode_features`; Whisper's audio encoder).
         share_embeddings: one embedding table (``src_embed.weight``) for source and
             target; needs equal vocabulary sizes.
         tie_output: the output projection reuses the target embedding table (no
@@ -138,7 +140,7 @@ class TransformerConfig(_Serializable):
 
         for name, minimum in (
             ("d_model", 1), ("nhead", 1), ("num_encoder_layers", 0), ("num_decoder_layers", 0),
-            ("dim_feedforward", 1), ("src_vocab_size", 1), ("tgt_vocab_size", 1), ("max_length", 1),
+            ("dim_feedforward", 1), ("src_vocab_size", 0), ("tgt_vocab_size", 1), ("max_length", 1),
             ("pad_id", 0), ("bos_id", 0), ("eos_id", 0), ("type_vocab_size", 0),
         ):
             value = getattr(self, name)
@@ -277,6 +279,8 @@ class EncoderConfig(_Serializable):
 
     def _build_transformer_config(self) -> TransformerConfig:
         fields = {_ENCODER_RENAMES.get(f.name, f.name): getattr(self, f.name) for f in dataclasses.fields(self)}
+        if isinstance(self.vocab_size, int) and not isinstance(self.vocab_size, bool) and self.vocab_size < 1:
+            raise ValueError(f"EncoderConfig.vocab_size must be >= 1, got {self.vocab_size}")
         try:
             return TransformerConfig(**fields, num_decoder_layers=0, tgt_vocab_size=self.vocab_size,
                                      share_embeddings=False, tie_output=True, output_bias=False,

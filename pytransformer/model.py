@@ -84,6 +84,20 @@ def _ids(value: Any, name: str, vocab: int, max_length: int) -> np.ndarray:
     return np.ascontiguousarray(value, dtype=np.int32)
 
 
+def _float_array(value: Any, name: str, ndim: int) -> np.ndarray:
+    """A C-contiguous float32 array of ``ndim`` dimensions with finite values."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a float32 numpy array, got {type(value).__name__}")
+    if value.dtype.kind != "f" or value.dtype.itemsize != 4:
+        raise TypeError(f"{name} must have dtype float32, got {value.dtype}")
+    if value.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {value.shape}")
+    value = np.ascontiguousarray(value, dtype=np.float32)
+    if value.size and not np.isfinite(value).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return value
+
+
 def _lengths(value: Any, batch: int, length: int, name: str = "src_lengths") -> Optional[np.ndarray]:
     if value is None:
         return None
@@ -215,9 +229,36 @@ class Transformer:
             positions are unspecified.
         """
         c = self._config
+        self._check_takes_ids()
         ids = _ids(src_ids, "src_ids", c.src_vocab_size, c.max_length)
         lengths = _lengths(src_lengths, ids.shape[0], ids.shape[1])
         return self._model.encode(ids, lengths)
+
+    def _check_takes_ids(self) -> None:
+        if self._config.src_vocab_size == 0:
+            raise ValueError("this model's encoder takes float inputs (src_vocab_size 0): use encode_features, "
+                             "and generate_from_memory")
+
+    def encode_features(self, inputs: np.ndarray, src_lengths: Lengths = None) -> np.ndarray:
+        """Encode float inputs, for a model without source embeddings (``src_vocab_size``
+        0, e.g. Whisper, whose audio front end and positions run before the encoder).
+
+        Args:
+            inputs: float32 [B, S, d_model], positions already added.
+            src_lengths: as for :meth:`encode`.
+
+        Returns:
+            float32 [B, S, d_model], the encoder output ("memory").
+        """
+        c = self._config
+        if c.src_vocab_size != 0:
+            raise ValueError("this model's encoder takes token ids: use encode (encode_features is for models "
+                             "with src_vocab_size 0)")
+        x = _float_array(inputs, "inputs", 3)
+        if x.shape[2] != c.d_model:
+            raise ValueError(f"inputs must have shape [B, S, {c.d_model}] (d_model), got {x.shape}")
+        lengths = _lengths(src_lengths, x.shape[0], x.shape[1])
+        return self._model.encode_features(x, lengths)
 
     def decode(self, tgt_ids: TokenIds, memory: np.ndarray, src_lengths: Lengths = None, *,
                return_attention: bool = False) -> Union[np.ndarray, tuple]:
@@ -253,7 +294,8 @@ class Transformer:
 
     def _generation_options(self, max_length, min_length, beam_size, length_penalty, num_hypotheses,
                             sampling_topk, sampling_topp, sampling_temperature, seed, return_scores,
-                            suppress_tokens, forced_eos, forced_bos, early_stopping) -> "_core.GenerationOptions":
+                            suppress_tokens, forced_eos, forced_bos, early_stopping,
+                            begin_suppress_tokens=None) -> "_core.GenerationOptions":
         c = self._config
         max_length = _int_option("max_length", max_length, 1, c.max_length, " (the model's max_length)")
         min_length = _int_option("min_length", min_length, 0)
@@ -287,23 +329,31 @@ class Transformer:
         if forced_bos is not None:
             forced_bos = _int_option("forced_bos", forced_bos, 0, c.tgt_vocab_size - 1,
                                      " (the target vocabulary size - 1)")
-        suppress = []
-        if suppress_tokens is not None:
-            if isinstance(suppress_tokens, (str, bytes)) or not hasattr(suppress_tokens, "__iter__"):
-                raise TypeError("suppress_tokens must be a list of token ids")
-            for t in suppress_tokens:
-                if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
-                    raise TypeError(f"suppress_tokens must hold ints, got {type(t).__name__}")
-                if not 0 <= t < self._config.tgt_vocab_size:
-                    raise ValueError(f"suppress_tokens contains {t}, not a valid target id "
-                                     f"(vocabulary size {self._config.tgt_vocab_size})")
-                suppress.append(int(t))
+        suppress = self._token_list("suppress_tokens", suppress_tokens)
+        begin_suppress = self._token_list("begin_suppress_tokens", begin_suppress_tokens)
         self._check_generable(set(suppress), min_length, max_length, forced_eos, forced_bos is not None)
         return _core.GenerationOptions(
             max_length=max_length, min_length=min_length, beam_size=beam_size, length_penalty=length_penalty,
             num_hypotheses=num_hypotheses, sampling_topk=sampling_topk, sampling_topp=sampling_topp,
             sampling_temperature=sampling_temperature, seed=seed, return_scores=return_scores,
-            suppress_tokens=suppress, forced_eos=forced_eos, forced_bos=forced_bos, early_stopping=early_stopping)
+            suppress_tokens=suppress, forced_eos=forced_eos, forced_bos=forced_bos, early_stopping=early_stopping,
+            begin_suppress_tokens=begin_suppress)
+
+    def _token_list(self, name: str, tokens: Any) -> List[int]:
+        """The ids of ``tokens`` (None: none), each a valid target id."""
+        out: List[int] = []
+        if tokens is None:
+            return out
+        if isinstance(tokens, (str, bytes)) or not hasattr(tokens, "__iter__"):
+            raise TypeError(f"{name} must be a list of token ids")
+        for t in tokens:
+            if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+                raise TypeError(f"{name} must hold ints, got {type(t).__name__}")
+            if not 0 <= t < self._config.tgt_vocab_size:
+                raise ValueError(f"{name} contains {t}, not a valid target id "
+                                 f"(vocabulary size {self._config.tgt_vocab_size})")
+            out.append(int(t))
+        return out
 
     def _default_max_length(self, start_tokens: Any, one_source: bool = False) -> int:
         """256, or what the model's positions leave after the longest start tokens."""
@@ -426,15 +476,52 @@ class Transformer:
             One :class:`GenerationResult` per source.
         """
         c = self._config
+        self._check_takes_ids()
         ids = _ids(src_ids, "src_ids", c.src_vocab_size, c.max_length)
         lengths = _lengths(src_lengths, ids.shape[0], ids.shape[1])
+        return self._run_generation(
+            lambda start, opts: self._model.generate(ids, lengths, start, opts), ids.shape[0], max_length,
+            min_length, beam_size, length_penalty, num_hypotheses, sampling_topk, sampling_topp,
+            sampling_temperature, seed, start_tokens, return_scores, suppress_tokens, forced_eos, forced_bos,
+            early_stopping, None)
+
+    def generate_from_memory(self, memory: np.ndarray, src_lengths: Lengths = None, *,
+                             max_length: Optional[int] = None, min_length: int = _D["min_length"],
+                             beam_size: int = _D["beam_size"], length_penalty: float = _D["length_penalty"],
+                             num_hypotheses: int = _D["num_hypotheses"], sampling_topk: int = _D["sampling_topk"],
+                             sampling_topp: float = _D["sampling_topp"],
+                             sampling_temperature: float = _D["sampling_temperature"], seed: Optional[int] = None,
+                             start_tokens: StartTokens = None, return_scores: bool = _D["return_scores"],
+                             suppress_tokens: Optional[Sequence[int]] = None, forced_eos: bool = _D["forced_eos"],
+                             forced_bos: Optional[int] = None, early_stopping: bool = _D["early_stopping"],
+                             begin_suppress_tokens: Optional[Sequence[int]] = None) -> List[GenerationResult]:
+        """:meth:`generate` from an encoder output already computed (:meth:`encode` or
+        :meth:`encode_features`): memory float32 [B, S, d_model]. The options are those
+        of :meth:`generate`, plus ``begin_suppress_tokens``: ids that cannot be the first
+        generated token (Whisper's blank and end-of-text at the first step)."""
+        c = self._config
+        mem = _float_array(memory, "memory", 3)
+        if mem.shape[2] != c.d_model:
+            raise ValueError(f"memory must have shape [B, S, {c.d_model}] (d_model), got {mem.shape}")
+        lengths = _lengths(src_lengths, mem.shape[0], mem.shape[1])
+        return self._run_generation(
+            lambda start, opts: self._model.generate_from_memory(mem, lengths, start, opts), mem.shape[0],
+            max_length, min_length, beam_size, length_penalty, num_hypotheses, sampling_topk, sampling_topp,
+            sampling_temperature, seed, start_tokens, return_scores, suppress_tokens, forced_eos, forced_bos,
+            early_stopping, begin_suppress_tokens)
+
+    def _run_generation(self, call, batch, max_length, min_length, beam_size, length_penalty, num_hypotheses,
+                        sampling_topk, sampling_topp, sampling_temperature, seed, start_tokens, return_scores,
+                        suppress_tokens, forced_eos, forced_bos, early_stopping,
+                        begin_suppress_tokens) -> List[GenerationResult]:
         if max_length is None:
             max_length = self._default_max_length(start_tokens)
         opts = self._generation_options(max_length, min_length, beam_size, length_penalty, num_hypotheses,
                                         sampling_topk, sampling_topp, sampling_temperature, seed, return_scores,
-                                        suppress_tokens, forced_eos, forced_bos, early_stopping)
-        start = self._start_tokens(start_tokens, ids.shape[0], opts.max_length)
-        raw = self._model.generate(ids, lengths, start, opts)
+                                        suppress_tokens, forced_eos, forced_bos, early_stopping,
+                                        begin_suppress_tokens)
+        start = self._start_tokens(start_tokens, batch, opts.max_length)
+        raw = call(start, opts)
         results = []
         for hyps in raw:
             seqs = [list(t) for t, _, _ in hyps]

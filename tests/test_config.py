@@ -85,7 +85,7 @@ def test_config_unknown_keys_and_bad_json():
     ("embedding_scale", float("nan"), ValueError), ("embedding_scale", float("inf"), ValueError),
     ("embedding_scale", "2", ValueError), ("embedding_scale", True, ValueError),
     ("positional", "alibi", ValueError), ("positional", "rope", ValueError),
-    ("src_vocab_size", 0, ValueError), ("tgt_vocab_size", 0, ValueError), ("tgt_vocab_size", 2.0, TypeError),
+    ("src_vocab_size", -1, ValueError), ("tgt_vocab_size", 0, ValueError), ("tgt_vocab_size", 2.0, TypeError),
     ("max_length", 0, ValueError), ("max_length", 10.0, TypeError),
     ("pad_id", -1, ValueError), ("bos_id", -1, ValueError), ("eos_id", 41, ValueError),  # tgt vocab 41
     ("pad_id", 41, ValueError), ("bos_id", 100, ValueError), ("eos_id", 2.0, TypeError),

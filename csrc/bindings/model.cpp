@@ -91,7 +91,7 @@ model::TransformerConfig config_from_dict(const py::dict& d) {
   c.layer_norm_eps = get_finite(d, "layer_norm_eps");
   c.final_norm = get<bool>(d, "final_norm");
   c.embedding_scale = get_finite(d, "embedding_scale");
-  c.src_vocab_size = get_size(d, "src_vocab_size", 1);
+  c.src_vocab_size = get_size(d, "src_vocab_size", 0);  // 0: the encoder takes float inputs
   c.tgt_vocab_size = get_size(d, "tgt_vocab_size", 1);
   c.share_embeddings = get<bool>(d, "share_embeddings");
   c.tie_output = get<bool>(d, "tie_output");
@@ -112,7 +112,7 @@ model::TransformerConfig config_from_dict(const py::dict& d) {
   c.bos_id = get_size(d, "bos_id", 0);
   c.eos_id = get_size(d, "eos_id", 0);
   if (c.d_model < 1 || c.nhead < 1 || c.d_model % c.nhead || c.dim_feedforward < 1 || c.num_encoder_layers < 0 ||
-      c.num_decoder_layers < 0 || c.src_vocab_size < 1 || c.tgt_vocab_size < 1 || c.max_length < 1)
+      c.num_decoder_layers < 0 || c.src_vocab_size < 0 || c.tgt_vocab_size < 1 || c.max_length < 1)
     throw py::value_error("invalid model sizes in config");
   if (c.share_embeddings && c.src_vocab_size != c.tgt_vocab_size)
     throw py::value_error("share_embeddings needs src_vocab_size == tgt_vocab_size");
@@ -260,7 +260,7 @@ model::GenerationOptions make_generation_options(py::handle max_length, py::hand
                                                  py::handle sampling_temperature, py::handle seed,
                                                  py::handle return_scores, py::handle suppress_tokens,
                                                  py::handle forced_eos, py::handle forced_bos,
-                                                 py::handle early_stopping) {
+                                                 py::handle early_stopping, py::handle begin_suppress_tokens) {
   model::GenerationOptions g;
   g.max_length = int_arg(max_length, "max_length", 1, kInt32Max);
   g.min_length = int_arg(min_length, "min_length", 0, kInt32Max);
@@ -287,6 +287,10 @@ model::GenerationOptions make_generation_options(py::handle max_length, py::hand
   g.forced_eos = bool_arg(forced_eos, "forced_eos");
   g.forced_bos = forced_bos.is_none() ? -1 : static_cast<int32_t>(int_arg(forced_bos, "forced_bos", 0, kInt32Max));
   g.early_stopping = bool_arg(early_stopping, "early_stopping");
+  if (py::isinstance<py::str>(begin_suppress_tokens) || !py::isinstance<py::iterable>(begin_suppress_tokens))
+    throw py::type_error("begin_suppress_tokens must be a list of ints");
+  for (py::handle t : begin_suppress_tokens)
+    g.begin_suppress_tokens.push_back(static_cast<int32_t>(int_arg(t, "begin_suppress_tokens", 0, kInt32Max)));
   return g;
 }
 
@@ -300,6 +304,58 @@ class PyTransformer {
     SigintScope watch;
     py::gil_scoped_release release;
     model_ = std::make_unique<model::Transformer>(cfg, map);
+  }
+
+  void check_takes_ids() const {
+    if (model_->takes_features())
+      throw py::value_error("this model's encoder takes float inputs (encode_features), not token ids");
+  }
+
+  // inputs float32 [B,S,d_model] -> memory [B,S,d_model] (a model with src_vocab_size 0).
+  py::array_t<float> encode_features(py::handle inputs_obj, py::handle lengths_obj) const {
+    const auto& c = model_->config();
+    if (!model_->takes_features())
+      throw py::value_error("this model's encoder takes token ids (encode), not float inputs");
+    FloatArray x = float_array(inputs_obj, "encode_features", "inputs", 3);
+    const int64_t B = x.shape(0), S = x.shape(1);
+    check_shape(x, "encode_features", "inputs", {-1, -1, c.d_model}, "[B, S, " + std::to_string(c.d_model) + "]");
+    auto lengths = lengths_array(lengths_obj, B, S);
+    check_output_size("encode_features", "the feed-forward workspace", {B, S, c.dim_feedforward});
+    py::array_t<float> memory = new_float_array({B, S, c.d_model});
+    {
+      SigintScope watch;
+      py::gil_scoped_release release;
+      model_->encode_features(x.data(), B, S, lengths ? lengths->data() : nullptr, memory.mutable_data());
+    }
+    return memory;
+  }
+
+  // generate from a memory already computed: memory float32 [B,S,d_model].
+  py::list generate_from_memory(py::handle memory_obj, py::handle lengths_obj, py::handle start_obj,
+                                const model::GenerationOptions& g) const {
+    const auto& c = model_->config();
+    FloatArray memory = float_array(memory_obj, "generate", "memory", 3);
+    const int64_t B = memory.shape(0), S = memory.shape(1);
+    check_shape(memory, "generate", "memory", {-1, -1, c.d_model}, "[B, S, " + std::to_string(c.d_model) + "]");
+    auto lengths = lengths_array(lengths_obj, B, S);
+    const auto start = prefixes(start_obj, B);
+    std::vector<std::vector<model::Hypothesis>> results;
+    {
+      SigintScope watch;
+      py::gil_scoped_release release;
+      results = model::generate_from_memory(*model_, memory.data(), B, S, lengths ? lengths->data() : nullptr, start, g);
+    }
+    return hypotheses_list(results);
+  }
+
+  static py::list hypotheses_list(const std::vector<std::vector<model::Hypothesis>>& results) {
+    py::list out;
+    for (const auto& hyps : results) {
+      py::list row;
+      for (const auto& h : hyps) row.append(py::make_tuple(py::cast(h.tokens), h.score, h.log_prob));
+      out.append(row);
+    }
+    return out;
   }
 
   std::vector<std::vector<int32_t>> prefixes(py::handle obj, int64_t B) const {
@@ -324,6 +380,7 @@ class PyTransformer {
   py::list generate(py::handle ids_obj, py::handle lengths_obj, py::handle start_obj,
                     const model::GenerationOptions& g) const {
     const auto& c = model_->config();
+    check_takes_ids();
     IntArray ids = int_array(ids_obj, "src_ids", 2);
     const int64_t B = ids.shape(0), S = ids.shape(1);
     if (S > c.max_length) throw py::value_error("source length exceeds max_length");
@@ -348,6 +405,7 @@ class PyTransformer {
   std::unique_ptr<model::TokenStream> stream(py::handle ids_obj, py::handle start_obj,
                                              const model::GenerationOptions& g) const {
     const auto& c = model_->config();
+    check_takes_ids();
     IntArray ids = int_array(ids_obj, "src_ids", 2);
     if (ids.shape(0) != 1) throw py::value_error("generate_tokens takes one source");
     const int64_t S = ids.shape(1);
@@ -369,6 +427,7 @@ class PyTransformer {
 
   py::array_t<float> encode(py::handle ids_obj, py::handle lengths_obj) const {
     const auto& c = model_->config();
+    check_takes_ids();
     IntArray ids = int_array(ids_obj, "src_ids", 2);
     const int64_t B = ids.shape(0), S = ids.shape(1);
     if (S > c.max_length) throw py::value_error("source length exceeds max_length");
@@ -419,6 +478,7 @@ class PyEncoderModel {
  public:
   PyEncoderModel(const py::dict& config, const py::dict& weights, const std::string& compute_type)
       : cfg_(config_from_dict(config)) {
+    if (cfg_.src_vocab_size < 1) throw py::value_error("an encoder-only model needs src_vocab_size >= 1");
     cfg_.compute = compute_type_arg(compute_type);
     WeightKeep keep;
     const model::WeightMap map = weight_map(weights, "EncoderModel", &keep);
@@ -487,7 +547,8 @@ void bind_model(py::module_& m) {
       "pytransformer.Transformer.generate); immutable.")
       .def(py::init(&make_generation_options), py::kw_only(), "max_length"_a, "min_length"_a, "beam_size"_a,
            "length_penalty"_a, "num_hypotheses"_a, "sampling_topk"_a, "sampling_topp"_a, "sampling_temperature"_a,
-           "seed"_a, "return_scores"_a, "suppress_tokens"_a, "forced_eos"_a, "forced_bos"_a, "early_stopping"_a)
+           "seed"_a, "return_scores"_a, "suppress_tokens"_a, "forced_eos"_a, "forced_bos"_a, "early_stopping"_a,
+           "begin_suppress_tokens"_a = py::tuple())
       .def_readonly("max_length", &model::GenerationOptions::max_length)
       .def_readonly("min_length", &model::GenerationOptions::min_length)
       .def_readonly("beam_size", &model::GenerationOptions::beam_size)
@@ -505,7 +566,8 @@ void bind_model(py::module_& m) {
                                if (g.forced_bos < 0) return py::none();
                                return py::int_(g.forced_bos);
                              })
-      .def_readonly("early_stopping", &model::GenerationOptions::early_stopping);
+      .def_readonly("early_stopping", &model::GenerationOptions::early_stopping)
+      .def_readonly("begin_suppress_tokens", &model::GenerationOptions::begin_suppress_tokens);
   py::class_<model::TokenStream>(m, "TokenStream")
       .def("next", [](model::TokenStream& s) {
         SigintScope watch;
@@ -526,6 +588,9 @@ void bind_model(py::module_& m) {
       .def("generate", &PyTransformer::generate, "src_ids"_a, "src_lengths"_a, "start_tokens"_a, "options"_a)
       .def("stream", &PyTransformer::stream, "src_ids"_a, "start_tokens"_a, "options"_a, py::keep_alive<0, 1>())
       .def("encode", &PyTransformer::encode, "src_ids"_a, "src_lengths"_a = py::none())
+      .def("encode_features", &PyTransformer::encode_features, "inputs"_a, "src_lengths"_a = py::none())
+      .def("generate_from_memory", &PyTransformer::generate_from_memory, "memory"_a, "src_lengths"_a,
+           "start_tokens"_a, "options"_a)
       .def("decode", &PyTransformer::decode, "tgt_ids"_a, "memory"_a, "src_lengths"_a = py::none(),
            "return_attention"_a = false);
 }

@@ -77,12 +77,14 @@ void check_config_sizes(const TransformerConfig& c) {
   constexpr int64_t kInt32Max = 2147483647;
   const std::pair<const char*, int64_t> sizes[] = {
       {"d_model", c.d_model}, {"nhead", c.nhead}, {"dim_feedforward", c.dim_feedforward},
-      {"src_vocab_size", c.src_vocab_size}, {"tgt_vocab_size", c.tgt_vocab_size}, {"max_length", c.max_length}};
+      {"tgt_vocab_size", c.tgt_vocab_size}, {"max_length", c.max_length}};
   for (auto [name, v] : sizes)
     if (v < 1 || v > kInt32Max)
       throw std::invalid_argument(std::string("model config: ") + name + " = " + std::to_string(v) +
                                   " is outside [1, 2147483647]");
-  const std::pair<const char*, int64_t> counts[] = {{"num_encoder_layers", c.num_encoder_layers},
+  // src_vocab_size 0: the encoder takes float inputs (encode_features), no embeddings.
+  const std::pair<const char*, int64_t> counts[] = {{"src_vocab_size", c.src_vocab_size},
+                                                    {"num_encoder_layers", c.num_encoder_layers},
                                                     {"num_decoder_layers", c.num_decoder_layers},
                                                     {"type_vocab_size", c.type_vocab_size}};
   for (auto [name, v] : counts)
@@ -105,14 +107,17 @@ Encoder::Encoder(const kernels::KernelTable& kt, const TransformerConfig& cfg, c
   const int64_t E = cfg.d_model, F = cfg.dim_feedforward, V = cfg.src_vocab_size;
   const float eps = cfg.layer_norm_eps;
   const names::Side n = names::source();
-  auto table = std::make_shared<const EmbeddingTable>(w, n.embed, V, E, cfg.compute);
-  const float* learned =
-      cfg.positional == Positional::kLearned ? require_weight(w, n.pos_embed, {cfg.max_length, E}) : nullptr;
-  const float* types = cfg.type_vocab_size > 0 ? require_weight(w, n.type_embed, {cfg.type_vocab_size, E}) : nullptr;
-  const float* nw = cfg.embedding_norm ? require_weight(w, n.embed_norm.weight, {E}) : nullptr;
-  const float* nb = cfg.embedding_norm ? require_weight(w, n.embed_norm.bias, {E}) : nullptr;
-  embeddings_ = Embeddings(std::move(table), V, E, cfg.embedding_scale, cfg.positional, cfg.max_length, learned, types,
-                           cfg.type_vocab_size, nw, nb, eps);
+  if (V > 0) {
+    auto table = std::make_shared<const EmbeddingTable>(w, n.embed, V, E, cfg.compute);
+    const float* learned =
+        cfg.positional == Positional::kLearned ? require_weight(w, n.pos_embed, {cfg.max_length, E}) : nullptr;
+    const float* types =
+        cfg.type_vocab_size > 0 ? require_weight(w, n.type_embed, {cfg.type_vocab_size, E}) : nullptr;
+    const float* nw = cfg.embedding_norm ? require_weight(w, n.embed_norm.weight, {E}) : nullptr;
+    const float* nb = cfg.embedding_norm ? require_weight(w, n.embed_norm.bias, {E}) : nullptr;
+    embeddings_ = Embeddings(std::move(table), V, E, cfg.embedding_scale, cfg.positional, cfg.max_length, learned,
+                             types, cfg.type_vocab_size, nw, nb, eps);
+  }
   for (int64_t i = 0; i < cfg.num_encoder_layers; ++i) {
     const names::EncoderLayer ln = names::encoder_layer(i);
     EncoderLayerWeights l;
@@ -127,6 +132,19 @@ Encoder::Encoder(const kernels::KernelTable& kt, const TransformerConfig& cfg, c
 
 void Encoder::encode(const int32_t* ids, const int32_t* type_ids, int64_t B, int64_t S, const int32_t* lengths,
                      float* out) const {
+  if (!has_embeddings()) throw std::invalid_argument("this encoder takes float inputs (encode_features), not ids");
+  run(ids, type_ids, nullptr, B, S, lengths, out);
+}
+
+bool Encoder::has_embeddings() const { return cfg_.src_vocab_size > 0; }
+
+void Encoder::encode_features(const float* inputs, int64_t B, int64_t S, const int32_t* lengths, float* out) const {
+  if (has_embeddings()) throw std::invalid_argument("this encoder takes token ids (encode), not float inputs");
+  run(nullptr, nullptr, inputs, B, S, lengths, out);
+}
+
+void Encoder::run(const int32_t* ids, const int32_t* type_ids, const float* inputs, int64_t B, int64_t S,
+                  const int32_t* lengths, float* out) const {
   const int64_t E = cfg_.d_model, H = cfg_.nhead, D = E / H, F = cfg_.dim_feedforward, M = B * S;
   if (M == 0) return;
   WorkspaceCache::Lease lease(workspaces_, M, E, F);
@@ -136,7 +154,10 @@ void Encoder::encode(const int32_t* ids, const int32_t* type_ids, int64_t B, int
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   float* x = ws.x.data();
   float* t = ws.t.data();
-  embeddings_.forward(kt_, ids, type_ids, B, S, 0, x);
+  if (inputs)
+    std::copy(inputs, inputs + M * E, x);
+  else
+    embeddings_.forward(kt_, ids, type_ids, B, S, 0, x);
 
   // ctx [B,S,E] = attention over the S positions of each source (padding masked) of
   // in [B*S, E] projected to q, k, v [B*S, 3E].
@@ -160,11 +181,13 @@ void Encoder::export_weights(const WeightSinks& sinks) const {
   const WeightSink& sink = sinks.floats;
   const int64_t E = cfg_.d_model;
   const names::Side n = names::source();
-  embeddings_.table()->export_to(sinks, n.embed);
-  if (cfg_.positional == Positional::kLearned)
-    export_array(sink, n.pos_embed, {cfg_.max_length, E}, embeddings_.positions());
-  if (embeddings_.types()) export_array(sink, n.type_embed, {cfg_.type_vocab_size, E}, embeddings_.types());
-  if (embeddings_.has_norm()) export_norm(sink, n.embed_norm, embeddings_.norm());
+  if (has_embeddings()) {
+    embeddings_.table()->export_to(sinks, n.embed);
+    if (cfg_.positional == Positional::kLearned)
+      export_array(sink, n.pos_embed, {cfg_.max_length, E}, embeddings_.positions());
+    if (embeddings_.types()) export_array(sink, n.type_embed, {cfg_.type_vocab_size, E}, embeddings_.types());
+    if (embeddings_.has_norm()) export_norm(sink, n.embed_norm, embeddings_.norm());
+  }
   for (size_t i = 0; i < layers_.size(); ++i) {
     const names::EncoderLayer ln = names::encoder_layer(static_cast<int64_t>(i));
     const EncoderLayerWeights& l = layers_[i];

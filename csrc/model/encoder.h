@@ -46,11 +46,17 @@ class Encoder {
   // out [B,S,E]. Positions past a row's length are padding (masked as keys).
   void encode(const int32_t* ids, const int32_t* type_ids, int64_t B, int64_t S, const int32_t* lengths,
               float* out) const;
+  // A model without source embeddings (src_vocab_size 0: Whisper, whose front end
+  // runs before): inputs [B,S,E], positions already added -> out [B,S,E].
+  void encode_features(const float* inputs, int64_t B, int64_t S, const int32_t* lengths, float* out) const;
+  bool has_embeddings() const;
 
   void export_weights(const WeightSinks& sinks) const;
   const std::shared_ptr<const EmbeddingTable>& embedding_table() const { return embeddings_.table(); }
 
  private:
+  void run(const int32_t* ids, const int32_t* type_ids, const float* inputs, int64_t B, int64_t S,
+           const int32_t* lengths, float* out) const;
   const kernels::KernelTable& kt_;
   const TransformerConfig& cfg_;
   Embeddings embeddings_;

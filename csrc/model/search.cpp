@@ -220,7 +220,13 @@ class SamplingRun {
         // Hugging Face's order: a forced EOS at max_length overrides a forced first token.
         const bool force_eos = o_.forced_eos && s.generated + 1 == o_.max_length;
         const int32_t forced = force_eos ? eos_ : (s.generated == 0 && o_.forced_bos >= 0 ? o_.forced_bos : -1);
-        next = chooser_.choose(logits + r * V, blocked, forced, s.rng);
+        const float* row = logits + r * V;
+        if (s.generated == 0 && !o_.begin_suppress_tokens.empty()) {
+          first_row_.assign(row, row + V);
+          for (int32_t t : o_.begin_suppress_tokens) first_row_[static_cast<size_t>(t)] = kNegInf;
+          row = first_row_.data();
+        }
+        next = chooser_.choose(row, blocked, forced, s.rng);
         if (need_logp && forced < 0) s.log_prob += logp_[static_cast<size_t>(r * V + next)];
         ++s.generated;
         if (next == eos_)
@@ -262,6 +268,7 @@ class SamplingRun {
   std::vector<SampledSource> sources_;
   std::vector<int64_t> active_;  // source of each active row
   std::vector<int64_t> keep_;    // rows that continue after a step (reserved: no allocation per step)
+  std::vector<float> first_row_;  // the logits of a first step with begin_suppress_tokens
   std::vector<int32_t> tokens_;
   std::vector<float> logp_;
   int32_t bos_, eos_;
@@ -426,6 +433,9 @@ class BeamSearch {
       for (int64_t i = 0; i < K; ++i) lp[i * V + eos_] = kNegInf;
     for (int32_t t : o_.suppress_tokens)
       for (int64_t i = 0; i < K; ++i) lp[i * V + t] = kNegInf;
+    if (s.generated == 0)
+      for (int32_t t : o_.begin_suppress_tokens)
+        for (int64_t i = 0; i < K; ++i) lp[i * V + t] = kNegInf;
     if (o_.forced_bos >= 0 && s.generated == 0)
       for (int64_t i = 0; i < K; ++i) {
         std::fill(lp + i * V, lp + (i + 1) * V, kNegInf);
@@ -621,6 +631,8 @@ void check_options(const Transformer& model, const GenerationOptions& o, int64_t
   if (prefix > c.max_length || o.max_length > c.max_length - prefix)
     throw std::invalid_argument("start tokens + max_length exceed the model's max_length");
   if (o.forced_bos >= V) throw std::invalid_argument("forced_bos is outside the vocabulary");
+  for (int32_t t : o.begin_suppress_tokens)
+    if (t < 0 || t >= V) throw std::invalid_argument("begin_suppress_tokens contains an id outside the vocabulary");
   // Every step must have a token it may generate.
   const bool forced_only = (o.forced_eos || o.forced_bos >= 0) && o.max_length == 1;  // the one step is forced
   const bool first_forced = o.forced_bos >= 0 || (o.forced_eos && o.max_length == 1);
@@ -672,9 +684,21 @@ std::vector<std::vector<Hypothesis>> generate(const Transformer& model, const in
   check_generation_size(model, o, B, S, max_prefix(start_tokens));
   if (B == 0) return {};
   const std::vector<float> memory = encode_memory(model, src_ids, B, S, src_lengths);
+  return generate_from_memory(model, memory.data(), B, S, src_lengths, start_tokens, o);
+}
+
+std::vector<std::vector<Hypothesis>> generate_from_memory(const Transformer& model, const float* memory, int64_t B,
+                                                          int64_t S, const int32_t* src_lengths,
+                                                          const std::vector<std::vector<int32_t>>& start_tokens,
+                                                          const GenerationOptions& o) {
+  if (!start_tokens.empty() && static_cast<int64_t>(start_tokens.size()) != B)
+    throw std::invalid_argument("start_tokens must have one entry per source");
+  check_options(model, o, max_prefix(start_tokens));
+  check_generation_size(model, o, B, S, max_prefix(start_tokens));
+  if (B == 0) return {};
   const int32_t bos = static_cast<int32_t>(model.config().bos_id), eos = static_cast<int32_t>(model.config().eos_id);
-  if (o.beam_size > 1) return BeamSearch(model, memory.data(), B, S, src_lengths, start_tokens, o, bos, eos).run();
-  SamplingRun run(model, memory.data(), B, S, src_lengths, start_tokens, o);
+  if (o.beam_size > 1) return BeamSearch(model, memory, B, S, src_lengths, start_tokens, o, bos, eos).run();
+  SamplingRun run(model, memory, B, S, src_lengths, start_tokens, o);
   while (!run.finished()) run.step(nullptr);
   return run.results();
 }

@@ -26,6 +26,7 @@ struct GenerationOptions {
   uint64_t seed{};
   bool return_scores{};
   std::vector<int32_t> suppress_tokens;  // never generated (their log-probability is -inf)
+  std::vector<int32_t> begin_suppress_tokens;  // not generated as the first token after the start tokens (Whisper)
   bool forced_eos{};          // the max_length-th token must be EOS, with log-probability 0 (HF's forced_eos_token_id)
   int32_t forced_bos = -1;    // >= 0: the first generated token is this id, log-probability 0 (forced_bos_token_id)
   bool early_stopping{};      // beam search: a source stops once it has beam_size finished hypotheses
@@ -45,6 +46,13 @@ std::vector<std::vector<Hypothesis>> generate(const Transformer& model, const in
                                               const int32_t* src_lengths,
                                               const std::vector<std::vector<int32_t>>& start_tokens,
                                               const GenerationOptions& options);
+
+// The same from a memory encode()/encode_features() already computed: memory
+// [B,S,d_model]; src_lengths [B] (<= S) or null.
+std::vector<std::vector<Hypothesis>> generate_from_memory(const Transformer& model, const float* memory, int64_t B,
+                                                          int64_t S, const int32_t* src_lengths,
+                                                          const std::vector<std::vector<int32_t>>& start_tokens,
+                                                          const GenerationOptions& options);
 
 // Greedy or sampled decoding of one source, one token per next() call (streaming).
 class TokenStream {

@@ -28,6 +28,8 @@ CrossAttentionWeights load_cross_attention(const kernels::KernelTable& kt, const
 // The config, once its sizes and ids are checked and the weights match its table.
 const TransformerConfig& checked(const TransformerConfig& c, const WeightMap& w) {
   check_config_sizes(c);
+  if (c.share_embeddings && c.src_vocab_size != c.tgt_vocab_size)
+    throw std::invalid_argument("share_embeddings needs src_vocab_size == tgt_vocab_size");
   // Generation embeds bos_id and compares with eos_id; both index the target vocabulary.
   for (auto [name, id] : {std::pair<const char*, int64_t>{"bos_id", c.bos_id}, {"eos_id", c.eos_id},
                           {"pad_id", c.pad_id}})
@@ -111,6 +113,11 @@ void Transformer::export_weights(const WeightSinks& sinks) const {
 void Transformer::encode(const int32_t* src_ids, int64_t B, int64_t S, const int32_t* src_lengths,
                          float* memory) const {
   encoder_.encode(src_ids, nullptr, B, S, src_lengths, memory);
+}
+
+void Transformer::encode_features(const float* inputs, int64_t B, int64_t S, const int32_t* src_lengths,
+                                  float* memory) const {
+  encoder_.encode_features(inputs, B, S, src_lengths, memory);
 }
 
 // probs [B,T,S] = mean over heads of softmax_s(scale * q_t . k_s + mask): q [B*T, E],

@@ -72,6 +72,11 @@ class Transformer {
   // as keys; their own outputs are unspecified.
   void encode(const int32_t* src_ids, int64_t B, int64_t S, const int32_t* src_lengths, float* memory) const;
 
+  // A model with src_vocab_size 0 (no source embeddings): inputs [B,S,d_model]
+  // (front end and positions applied by the caller) -> memory [B,S,d_model].
+  void encode_features(const float* inputs, int64_t B, int64_t S, const int32_t* src_lengths, float* memory) const;
+  bool takes_features() const { return cfg_.src_vocab_size == 0; }
+
   // Teacher forcing: tgt_ids [B,T] (causal), memory [B,S,d_model] from encode,
   // src_lengths [B] or null -> logits [B,T,tgt_vocab_size]. attention: null, or
   // [B,T,S] to receive the last decoder layer's encoder-decoder attention

@@ -52,10 +52,12 @@ WeightTable weight_table(const TransformerConfig& c, bool encoder_only) {
   const int64_t E = c.d_model, F = c.dim_feedforward;
   WeightTable t;
   const names::Side src = names::source(), tgt = names::target();
-  t.push_back({src.embed, {c.src_vocab_size, E}});
-  if (c.positional == Positional::kLearned) t.push_back({src.pos_embed, {c.max_length, E}});
-  if (c.type_vocab_size > 0) t.push_back({src.type_embed, {c.type_vocab_size, E}});
-  if (c.embedding_norm) add_pair(t, src.embed_norm, E, 0);
+  if (c.src_vocab_size > 0) {  // else the encoder takes float inputs: no source embeddings
+    t.push_back({src.embed, {c.src_vocab_size, E}});
+    if (c.positional == Positional::kLearned) t.push_back({src.pos_embed, {c.max_length, E}});
+    if (c.type_vocab_size > 0) t.push_back({src.type_embed, {c.type_vocab_size, E}});
+    if (c.embedding_norm) add_pair(t, src.embed_norm, E, 0);
+  }
   for (int64_t i = 0; i < c.num_encoder_layers; ++i) {
     const names::EncoderLayer l = names::encoder_layer(i);
     add_attention(t, l.self_attn, E);
