@@ -15,7 +15,7 @@ import math
 import os
 import struct
 from functools import lru_cache
-from typing import Any, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 
@@ -221,11 +221,17 @@ def _hann(n: int) -> np.ndarray:
     return w
 
 
-def log_mel_spectrogram(samples: np.ndarray, n_mels: int = 80, n_samples: int = N_SAMPLES) -> np.ndarray:
-    """float32 [n_mels, n_samples // 160]: Whisper's input features of 16 kHz samples,
-    padded with zeros (or cut) to ``n_samples``."""
+def log_mel_spectrogram(samples: np.ndarray, n_mels: int = 80, n_samples: Optional[int] = N_SAMPLES,
+                        padding: int = 0) -> np.ndarray:
+    """float32 [n_mels, n // 160]: Whisper's input features of 16 kHz samples, padded
+    with zeros (or cut) to ``n = n_samples`` (transformers' and OpenAI's rule for one
+    window), or, with ``n_samples=None``, of the whole audio plus ``padding`` zeros
+    (faster-whisper's rule: features of the whole recording, normalised by its
+    maximum, then cut into windows)."""
     x = np.asarray(samples, np.float64)
-    if len(x) < n_samples:
+    if n_samples is None:
+        x = np.pad(x, (0, padding))
+    elif len(x) < n_samples:
         x = np.pad(x, (0, n_samples - len(x)))
     else:
         x = x[:n_samples]

@@ -39,6 +39,9 @@ def from_pretrained(path: "os.PathLike[str] | str", *, compute_type: str = "floa
         raise FileNotFoundError(f"from_pretrained: {path!r} is not a directory (expected a model folder with "
                                 "config.json and model.safetensors)")
     cfg_path = os.path.join(path, "config.json")
+    from .families import _ctranslate2
+    if _ctranslate2.is_ct2_folder(path) and not os.path.isfile(os.path.join(path, "model.safetensors")):
+        return _ctranslate2.load_whisper(path, compute_type)
     if not os.path.isfile(cfg_path):
         raise FileNotFoundError(f"from_pretrained: no config.json in {path!r}")
     hf = read_json(cfg_path)

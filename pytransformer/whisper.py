@@ -221,20 +221,27 @@ class WhisperModel:
             raise NotImplementedError("timestamps (without_timestamps=False) are not implemented yet")
         samples = _audio.load_audio(audio, sampling_rate)
         duration = len(samples) / _audio.SAMPLE_RATE
+        # faster-whisper's windows: features of the whole recording (+ one hop of
+        # zeros), cut into 3000-frame windows, the last one padded with zero features
+        feats = _audio.log_mel_spectrogram(samples, self.n_mels, None, padding=_audio.HOP_LENGTH)
+        content = feats.shape[1] - 1
         segments: List[Segment] = []
-        for i, start in enumerate(range(0, len(samples), _audio.N_SAMPLES)):
-            chunk = samples[start:start + _audio.N_SAMPLES]
-            feats = _audio.log_mel_spectrogram(chunk, self.n_mels)[None]
-            memory = self.encode(feats)
+        seek = 0
+        while seek < content:
+            size = min(_audio.N_FRAMES, content - seek)
+            window = np.zeros((1, self.n_mels, _audio.N_FRAMES), np.float32)
+            window[0, :, :size] = feats[:, seek:seek + size]
+            memory = self.encode(window)
             no_speech = float(self.no_speech_probability(memory)[0])
             res = self._decode_memory(memory, language, task, beam_size, length_penalty, suppress_blank,
                                       suppress_tokens)
             tokens = res.sequences[0]
             avg = float(res.log_probs[0]) / (len(tokens) + 1)
             text = self.decode_text(tokens) if self.tokenizer is not None else ""
-            seg_start = start / _audio.SAMPLE_RATE
-            segments.append(Segment(i, start // _audio.HOP_LENGTH, seg_start,
-                                    min(duration, seg_start + _audio.CHUNK_SECONDS), text, tokens, avg, no_speech))
+            start = seek * _audio.HOP_LENGTH / _audio.SAMPLE_RATE
+            end = (seek + size) * _audio.HOP_LENGTH / _audio.SAMPLE_RATE
+            segments.append(Segment(len(segments), seek, start, end, text, tokens, avg, no_speech))
+            seek += size
         return segments, TranscriptionInfo(language or "en", 1.0, duration)
 
     def _decode_memory(self, memory, language, task, beam_size, length_penalty, suppress_blank, suppress_tokens):
