@@ -319,13 +319,22 @@ class PyTransformer {
     FloatArray x = float_array(inputs_obj, "encode_features", "inputs", 3);
     const int64_t B = x.shape(0), S = x.shape(1);
     check_shape(x, "encode_features", "inputs", {-1, -1, c.d_model}, "[B, S, " + std::to_string(c.d_model) + "]");
+    return run_encoder("encode_features", B, S, lengths_obj, [&](const int32_t* lengths, float* memory) {
+      model_->encode_features(x.data(), B, S, lengths, memory);
+    });
+  }
+
+  // memory [B,S,d_model] = run(lengths or null, memory), without the GIL.
+  template <typename Run>
+  py::array_t<float> run_encoder(const char* fn, int64_t B, int64_t S, py::handle lengths_obj, Run run) const {
+    const auto& c = model_->config();
     auto lengths = lengths_array(lengths_obj, B, S);
-    check_output_size("encode_features", "the feed-forward workspace", {B, S, c.dim_feedforward});
+    check_output_size(fn, "the feed-forward workspace", {B, S, c.dim_feedforward});
     py::array_t<float> memory = new_float_array({B, S, c.d_model});
     {
       SigintScope watch;
       py::gil_scoped_release release;
-      model_->encode_features(x.data(), B, S, lengths ? lengths->data() : nullptr, memory.mutable_data());
+      run(lengths ? lengths->data() : nullptr, memory.mutable_data());
     }
     return memory;
   }
@@ -393,13 +402,7 @@ class PyTransformer {
     py::gil_scoped_release release;
       results = model::generate(*model_, ids.data(), B, S, lengths ? lengths->data() : nullptr, start, g);
     }
-    py::list out;
-    for (const auto& hyps : results) {
-      py::list row;
-      for (const auto& h : hyps) row.append(py::make_tuple(py::cast(h.tokens), h.score, h.log_prob));
-      out.append(row);
-    }
-    return out;
+    return hypotheses_list(results);
   }
 
   std::unique_ptr<model::TokenStream> stream(py::handle ids_obj, py::handle start_obj,
@@ -432,15 +435,9 @@ class PyTransformer {
     const int64_t B = ids.shape(0), S = ids.shape(1);
     if (S > c.max_length) throw py::value_error("source length exceeds max_length");
     check_ids(ids, c.src_vocab_size, "src_ids");
-    auto lengths = lengths_array(lengths_obj, B, S);
-    check_output_size("encode", "the feed-forward workspace", {B, S, c.dim_feedforward});
-    py::array_t<float> memory = new_float_array({B, S, c.d_model});
-    {
-      SigintScope watch;
-    py::gil_scoped_release release;
-      model_->encode(ids.data(), B, S, lengths ? lengths->data() : nullptr, memory.mutable_data());
-    }
-    return memory;
+    return run_encoder("encode", B, S, lengths_obj, [&](const int32_t* lengths, float* memory) {
+      model_->encode(ids.data(), B, S, lengths, memory);
+    });
   }
 
   py::object decode(py::handle ids_obj, py::handle memory_obj, py::handle lengths_obj, bool return_attention) const {

@@ -672,16 +672,22 @@ void check_generation_size(const Transformer& model, const GenerationOptions& o,
                                 human_bytes(limit) + ")");
 }
 
+// Throws std::invalid_argument unless the options, the start tokens and the sizes fit the model.
+void check_request(const Transformer& model, const GenerationOptions& o, int64_t B, int64_t S,
+                   const std::vector<std::vector<int32_t>>& start_tokens) {
+  if (!start_tokens.empty() && static_cast<int64_t>(start_tokens.size()) != B)
+    throw std::invalid_argument("start_tokens must have one entry per source");
+  check_options(model, o, max_prefix(start_tokens));
+  check_generation_size(model, o, B, S, max_prefix(start_tokens));
+}
+
 }  // namespace
 
 std::vector<std::vector<Hypothesis>> generate(const Transformer& model, const int32_t* src_ids, int64_t B, int64_t S,
                                               const int32_t* src_lengths,
                                               const std::vector<std::vector<int32_t>>& start_tokens,
                                               const GenerationOptions& o) {
-  if (!start_tokens.empty() && static_cast<int64_t>(start_tokens.size()) != B)
-    throw std::invalid_argument("start_tokens must have one entry per source");
-  check_options(model, o, max_prefix(start_tokens));
-  check_generation_size(model, o, B, S, max_prefix(start_tokens));
+  check_request(model, o, B, S, start_tokens);
   if (B == 0) return {};
   const std::vector<float> memory = encode_memory(model, src_ids, B, S, src_lengths);
   return generate_from_memory(model, memory.data(), B, S, src_lengths, start_tokens, o);
@@ -691,10 +697,7 @@ std::vector<std::vector<Hypothesis>> generate_from_memory(const Transformer& mod
                                                           int64_t S, const int32_t* src_lengths,
                                                           const std::vector<std::vector<int32_t>>& start_tokens,
                                                           const GenerationOptions& o) {
-  if (!start_tokens.empty() && static_cast<int64_t>(start_tokens.size()) != B)
-    throw std::invalid_argument("start_tokens must have one entry per source");
-  check_options(model, o, max_prefix(start_tokens));
-  check_generation_size(model, o, B, S, max_prefix(start_tokens));
+  check_request(model, o, B, S, start_tokens);
   if (B == 0) return {};
   const int32_t bos = static_cast<int32_t>(model.config().bos_id), eos = static_cast<int32_t>(model.config().eos_id);
   if (o.beam_size > 1) return BeamSearch(model, memory, B, S, src_lengths, start_tokens, o, bos, eos).run();

@@ -228,6 +228,21 @@ def take(state: Dict[str, np.ndarray], used: set, name: str) -> np.ndarray:
     return np.asarray(state[name])
 
 
+def putters(state: Dict[str, np.ndarray], used: set, w: Dict[str, np.ndarray], origin: Dict[str, str]):
+    """(put, put_norm): put(ours, theirs) moves the checkpoint tensor ``theirs`` to
+    ``w[ours]`` (noting its origin); put_norm does a LayerNorm's weight and bias."""
+
+    def put(ours: str, theirs: str) -> None:
+        w[ours] = take(state, used, theirs)
+        origin[ours] = theirs
+
+    def put_norm(ours: str, theirs: str) -> None:
+        put(ours + ".weight", theirs + ".weight")
+        put(ours + ".bias", theirs + ".bias")
+
+    return put, put_norm
+
+
 def leftovers(state: Dict[str, np.ndarray], used: set, ignorable: Tuple[str, ...]) -> None:
     rest = [k for k in state if k not in used and not k.startswith(ignorable)]
     if rest:

@@ -133,13 +133,7 @@ def weights_of(state: Dict[str, np.ndarray], c: TransformerConfig, layout: Seq2S
     w: Dict[str, np.ndarray] = {}
     p = "model."
 
-    def put(ours: str, theirs: str):
-        w[ours] = take(state, used, theirs)
-        origin[ours] = theirs
-
-    def put_norm(ours: str, theirs: str):
-        put(ours + ".weight", theirs + ".weight")
-        put(ours + ".bias", theirs + ".bias")
+    put, put_norm = _hf.putters(state, used, w, origin)
 
     if c.share_embeddings:
         put("src_embed.weight", p + "shared.weight")

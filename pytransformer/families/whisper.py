@@ -115,13 +115,7 @@ def weights_of(state: Dict[str, np.ndarray], c: TransformerConfig, origin: Dict[
     E = c.d_model
     p = "model."
 
-    def put(ours: str, theirs: str):
-        w[ours] = take(state, used, theirs)
-        origin[ours] = theirs
-
-    def put_norm(ours: str, theirs: str):
-        put(ours + ".weight", theirs + ".weight")
-        put(ours + ".bias", theirs + ".bias")
+    put, put_norm = _hf.putters(state, used, w, origin)
 
     def attention(src: str, dst: str):
         names = [f"{src}{n}_proj.weight" for n in ("q", "k", "v")]
