@@ -295,7 +295,7 @@ class Transformer:
     def _generation_options(self, max_length, min_length, beam_size, length_penalty, num_hypotheses,
                             sampling_topk, sampling_topp, sampling_temperature, seed, return_scores,
                             suppress_tokens, forced_eos, forced_bos, early_stopping,
-                            begin_suppress_tokens=None) -> "_core.GenerationOptions":
+                            begin_suppress_tokens=None, extra=None) -> "_core.GenerationOptions":
         c = self._config
         max_length = _int_option("max_length", max_length, 1, c.max_length, " (the model's max_length)")
         min_length = _int_option("min_length", min_length, 0)
@@ -337,7 +337,7 @@ class Transformer:
             num_hypotheses=num_hypotheses, sampling_topk=sampling_topk, sampling_topp=sampling_topp,
             sampling_temperature=sampling_temperature, seed=seed, return_scores=return_scores,
             suppress_tokens=suppress, forced_eos=forced_eos, forced_bos=forced_bos, early_stopping=early_stopping,
-            begin_suppress_tokens=begin_suppress)
+            begin_suppress_tokens=begin_suppress, **(extra or {}))
 
     def _token_list(self, name: str, tokens: Any) -> List[int]:
         """The ids of ``tokens`` (None: none), each a valid target id."""
@@ -494,11 +494,29 @@ class Transformer:
                              start_tokens: StartTokens = None, return_scores: bool = _D["return_scores"],
                              suppress_tokens: Optional[Sequence[int]] = None, forced_eos: bool = _D["forced_eos"],
                              forced_bos: Optional[int] = None, early_stopping: bool = _D["early_stopping"],
-                             begin_suppress_tokens: Optional[Sequence[int]] = None) -> List[GenerationResult]:
+                             begin_suppress_tokens: Optional[Sequence[int]] = None, decoder_start: Optional[int] = None,
+                             timestamp_rules: Optional[Tuple[int, int, int]] = None,
+                             renormalize: bool = False) -> List[GenerationResult]:
         """:meth:`generate` from an encoder output already computed (:meth:`encode` or
         :meth:`encode_features`): memory float32 [B, S, d_model]. The options are those
         of :meth:`generate`, plus ``begin_suppress_tokens``: ids that cannot be the first
-        generated token (Whisper's blank and end-of-text at the first step)."""
+        generated token (Whisper's blank and end-of-text at the first step);
+        ``decoder_start``: the first decoder input instead of ``bos_id`` (Whisper's
+        ``<|startofprev|>`` before a text prompt); ``timestamp_rules``: None, or
+        ``(timestamp_begin, no_timestamps_id, max_initial_timestamp_id)`` to apply
+        Whisper's timestamp rules to the generated tokens; ``renormalize``: scores are
+        log-probabilities of the distribution left after suppression and those rules
+        (CTranslate2's rule) rather than of the raw logits."""
+        if not isinstance(renormalize, bool):
+            raise TypeError(f"renormalize must be a bool, got {type(renormalize).__name__}")
+        extra: Dict[str, Any] = {"renormalize": renormalize}
+        if decoder_start is not None:
+            extra["decoder_start"] = self._token_list("decoder_start", [decoder_start])[0]
+        if timestamp_rules is not None:
+            begin, no_ts, max_initial = self._token_list("timestamp_rules", timestamp_rules)
+            if begin <= self._config.eos_id:
+                raise ValueError(f"timestamp_begin ({begin}) must be above eos_id ({self._config.eos_id})")
+            extra.update(timestamp_begin=begin, no_timestamps=no_ts, max_initial_timestamp=max_initial)
         c = self._config
         mem = _float_array(memory, "memory", 3)
         if mem.shape[2] != c.d_model:
@@ -508,18 +526,18 @@ class Transformer:
             lambda start, opts: self._model.generate_from_memory(mem, lengths, start, opts), mem.shape[0],
             max_length, min_length, beam_size, length_penalty, num_hypotheses, sampling_topk, sampling_topp,
             sampling_temperature, seed, start_tokens, return_scores, suppress_tokens, forced_eos, forced_bos,
-            early_stopping, begin_suppress_tokens)
+            early_stopping, begin_suppress_tokens, extra)
 
     def _run_generation(self, call, batch, max_length, min_length, beam_size, length_penalty, num_hypotheses,
                         sampling_topk, sampling_topp, sampling_temperature, seed, start_tokens, return_scores,
                         suppress_tokens, forced_eos, forced_bos, early_stopping,
-                        begin_suppress_tokens) -> List[GenerationResult]:
+                        begin_suppress_tokens, extra=None) -> List[GenerationResult]:
         if max_length is None:
             max_length = self._default_max_length(start_tokens)
         opts = self._generation_options(max_length, min_length, beam_size, length_penalty, num_hypotheses,
                                         sampling_topk, sampling_topp, sampling_temperature, seed, return_scores,
                                         suppress_tokens, forced_eos, forced_bos, early_stopping,
-                                        begin_suppress_tokens)
+                                        begin_suppress_tokens, extra)
         start = self._start_tokens(start_tokens, batch, opts.max_length)
         raw = call(start, opts)
         results = []

@@ -17,7 +17,8 @@ transcribed window after window.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+import zlib
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -38,6 +39,8 @@ class Segment:
     tokens: List[int]
     avg_logprob: float
     no_speech_prob: float
+    temperature: float = 0.0
+    compression_ratio: float = 0.0
 
 
 @dataclasses.dataclass
@@ -61,6 +64,7 @@ class WhisperTokens:
     languages: Dict[str, int]     # "en" -> id of <|en|> (multilingual models)
     suppress: Tuple[int, ...]     # suppressed at every step
     begin_suppress: Tuple[int, ...]  # suppressed at the first generated step
+    sot_prev: Optional[int] = None   # <|startofprev|>
 
 
 class WhisperModel:
@@ -211,47 +215,186 @@ class WhisperModel:
         return self.tokenizer.decode([int(t) for t in tokens if t < self.tokens.eot], skip_special_tokens=True)
 
     def transcribe(self, audio: _audio.AudioInput, *, language: Optional[str] = None, task: str = "transcribe",
-                   beam_size: int = 5, length_penalty: float = 1.0, without_timestamps: bool = True,
+                   beam_size: int = 5, best_of: int = 5, length_penalty: float = 1.0,
+                   temperature: Union[float, Sequence[float]] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+                   compression_ratio_threshold: Optional[float] = 2.4, log_prob_threshold: Optional[float] = -1.0,
+                   no_speech_threshold: Optional[float] = 0.6, condition_on_previous_text: bool = True,
+                   prompt_reset_on_temperature: float = 0.5, initial_prompt: Optional[str] = None,
+                   without_timestamps: bool = False, max_initial_timestamp: float = 1.0,
                    suppress_blank: bool = True, suppress_tokens: Optional[Sequence[int]] = None,
-                   sampling_rate: int = _audio.SAMPLE_RATE) -> Tuple[List[Segment], TranscriptionInfo]:
-        """Transcribe ``audio`` (a path or float samples): (segments, info), as
-        faster-whisper returns them (a list rather than a generator). Audio longer than
-        30 s is cut into consecutive 30 s windows, one segment each."""
-        if not without_timestamps:
-            raise NotImplementedError("timestamps (without_timestamps=False) are not implemented yet")
+                   sampling_rate: int = _audio.SAMPLE_RATE, seed: Optional[int] = None,
+                   progress: Optional[Callable[[float, float], None]] = None,
+                   ) -> Tuple[List[Segment], TranscriptionInfo]:
+        """Transcribe ``audio`` (a path, or float samples at ``sampling_rate``) as
+        faster-whisper does, with its options and defaults: (segments, info), a list
+        rather than a generator.
+
+        The features of the whole recording are cut into 30 s windows; each window is
+        decoded with the prompt ``[<|startofprev|> previous text] <|startoftranscript|>
+        [language task] [<|notimestamps|>]``, and with timestamps (the default) split
+        into segments at timestamp pairs, the next window starting at the last
+        timestamp. ``temperature``: a number, or the temperatures to fall back through
+        (greedy or beam search at 0, sampling ``best_of`` candidates above) while the
+        text compresses better than ``compression_ratio_threshold`` (repetition) or the
+        average log-probability is below ``log_prob_threshold``; a window whose
+        no-speech probability is above ``no_speech_threshold`` (and log-probability below
+        the threshold) is skipped. ``progress(done_seconds, total_seconds)`` is called
+        after each window.
+        """
         samples = _audio.load_audio(audio, sampling_rate)
         duration = len(samples) / _audio.SAMPLE_RATE
-        # faster-whisper's windows: features of the whole recording (+ one hop of
-        # zeros), cut into 3000-frame windows, the last one padded with zero features
+        temperatures = [float(temperature)] if isinstance(temperature, (int, float)) else [float(t) for t in temperature]
+        if not temperatures:
+            raise ValueError("temperature must be a number or a non-empty list of numbers")
         feats = _audio.log_mel_spectrogram(samples, self.n_mels, None, padding=_audio.HOP_LENGTH)
         content = feats.shape[1] - 1
+        t = self.tokens
+        all_tokens: List[int] = []
+        if initial_prompt:
+            all_tokens += self._encode_text(" " + initial_prompt.strip())
+        prompt_reset_since = 0
         segments: List[Segment] = []
         seek = 0
+        frame_seconds = _audio.HOP_LENGTH / _audio.SAMPLE_RATE  # 0.01, as faster-whisper computes it
         while seek < content:
             size = min(_audio.N_FRAMES, content - seek)
+            time_offset = seek * frame_seconds
             window = np.zeros((1, self.n_mels, _audio.N_FRAMES), np.float32)
             window[0, :, :size] = feats[:, seek:seek + size]
             memory = self.encode(window)
-            no_speech = float(self.no_speech_probability(memory)[0])
-            res = self._decode_memory(memory, language, task, beam_size, length_penalty, suppress_blank,
-                                      suppress_tokens)
-            tokens = res.sequences[0]
-            avg = float(res.log_probs[0]) / (len(tokens) + 1)
-            text = self.decode_text(tokens) if self.tokenizer is not None else ""
-            start = seek * _audio.HOP_LENGTH / _audio.SAMPLE_RATE
-            end = (seek + size) * _audio.HOP_LENGTH / _audio.SAMPLE_RATE
-            segments.append(Segment(len(segments), seek, start, end, text, tokens, avg, no_speech))
-            seek += size
+            prompt = self._window_prompt(all_tokens[prompt_reset_since:], language, task, without_timestamps)
+            no_speech = self._no_speech_at_sot(memory, prompt)
+            tokens, avg, temp, ratio = self._decode_with_fallback(
+                memory, prompt, without_timestamps, temperatures, beam_size, best_of, length_penalty,
+                compression_ratio_threshold, log_prob_threshold, no_speech_threshold, no_speech, suppress_blank,
+                suppress_tokens, max_initial_timestamp, seed)
+            previous_seek = seek
+            if no_speech_threshold is not None and no_speech > no_speech_threshold and not (
+                    log_prob_threshold is not None and avg > log_prob_threshold):
+                seek += size  # silence
+            else:
+                pieces, seek = self._split_by_timestamps(tokens, time_offset, size, seek)
+                for start, end, piece in pieces:
+                    text = self.decode_text(piece) if self.tokenizer is not None else ""
+                    if start == end or (self.tokenizer is not None and not text.strip()):
+                        continue
+                    all_tokens.extend(piece)
+                    segments.append(Segment(len(segments) + 1, previous_seek, start, end, text, piece, avg, no_speech,
+                                            temp, ratio))
+                if not condition_on_previous_text or temp > prompt_reset_on_temperature:
+                    prompt_reset_since = len(all_tokens)
+            if progress is not None:
+                progress(min(content, seek) * _audio.HOP_LENGTH / _audio.SAMPLE_RATE, duration)
         return segments, TranscriptionInfo(language or "en", 1.0, duration)
 
-    def _decode_memory(self, memory, language, task, beam_size, length_penalty, suppress_blank, suppress_tokens):
-        prompt = self.prompt(language, task, True)
+    # -- transcribe's parts ------------------------------------------------------------------
+
+    def _encode_text(self, text: str) -> List[int]:
+        if self.tokenizer is None:
+            raise RuntimeError("initial_prompt needs the model's tokenizer (tokenizer.json)")
+        return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def _window_prompt(self, previous: List[int], language, task, without_timestamps) -> List[int]:
         c = self.transformer.config
-        suppress = self.tokens.suppress if suppress_tokens is None else tuple(suppress_tokens)
-        r = self.transformer.generate_from_memory(
-            memory, beam_size=beam_size, num_hypotheses=1, length_penalty=length_penalty,
-            max_length=c.max_length - len(prompt) + 1, start_tokens=[prompt[1:]], suppress_tokens=list(suppress),
-            begin_suppress_tokens=list(self.tokens.begin_suppress) if suppress_blank else None, return_scores=True)[0]
-        n = len(prompt) - 1
-        r.sequences[:] = [s[n:] for s in r.sequences]
-        return r
+        prompt: List[int] = []
+        if previous:
+            if self.tokens.sot_prev is None:
+                raise ValueError("this model has no <|startofprev|> token: use condition_on_previous_text=False")
+            prompt = [self.tokens.sot_prev] + previous[-(c.max_length // 2 - 1):]
+        return prompt + self.prompt(language, task, without_timestamps)
+
+    def _no_speech_at_sot(self, memory: np.ndarray, prompt: List[int]) -> float:
+        """P(<|nospeech|>) at the <|startoftranscript|> position of the prompt."""
+        t = self.tokens
+        if t.no_speech is None:
+            return 0.0
+        upto = prompt[:prompt.index(t.sot) + 1]
+        logits = self.transformer.decode(np.array([upto], np.int32), memory)[0, -1].astype(np.float64)
+        logits -= logits.max()
+        p = np.exp(logits)
+        return float(p[t.no_speech] / p.sum())
+
+    def _decode_with_fallback(self, memory, prompt, without_timestamps, temperatures, beam_size, best_of,
+                              length_penalty, cr_threshold, lp_threshold, ns_threshold, no_speech, suppress_blank,
+                              suppress_tokens, max_initial_timestamp, seed):
+        c = self.transformer.config
+        t = self.tokens
+        # CTranslate2's decoding length: at most half the positions, and what the prompt leaves
+        start_step = len(prompt) - 1
+        max_length = min(c.max_length // 2, c.max_length - start_step)
+        if max_length < 1:
+            raise ValueError(f"the prompt ({len(prompt)} tokens) leaves no room in {c.max_length} positions")
+        suppress = list(t.suppress if suppress_tokens is None else suppress_tokens)
+        rules = None
+        if not without_timestamps:
+            begin = t.no_timestamps + 1
+            rules = (begin, t.no_timestamps, min(c.tgt_vocab_size - 1, begin + int(round(max_initial_timestamp / 0.02))))
+        common = dict(start_tokens=None, suppress_tokens=suppress, return_scores=True,
+                      begin_suppress_tokens=list(t.begin_suppress) if suppress_blank else None,
+                      decoder_start=prompt[0], timestamp_rules=rules, length_penalty=length_penalty,
+                      max_length=max_length, renormalize=True)
+        results, below = [], []
+        temp = temperatures[0]
+        for temp in temperatures:
+            if temp > 0:
+                mem = np.repeat(memory, best_of, axis=0)
+                rs = self.transformer.generate_from_memory(
+                    mem, **{**common, "start_tokens": [prompt[1:]] * best_of}, sampling_topk=0,
+                    sampling_temperature=temp, seed=seed)
+                cands = [(r.sequences[0], r.log_probs[0]) for r in rs]
+            else:
+                r = self.transformer.generate_from_memory(
+                    memory, **{**common, "start_tokens": [prompt[1:]]}, beam_size=beam_size, num_hypotheses=1)[0]
+                cands = [(r.sequences[0], r.log_probs[0])] if r.sequences else [(list(prompt[1:]), -np.inf)]
+            n = len(prompt) - 1
+            scored = [(seq[n:], lp / (len(seq) - n + 1)) for seq, lp in cands]
+            tokens, avg = max(scored, key=lambda x: x[1] * 1.0)
+            text = self.decode_text(tokens).strip() if self.tokenizer is not None else ""
+            ratio = compression_ratio(text)
+            outcome = (tokens, avg, temp, ratio)
+            results.append(outcome)
+            fallback = False
+            if cr_threshold is not None:
+                if ratio > cr_threshold:
+                    fallback = True
+                else:
+                    below.append(outcome)
+            if lp_threshold is not None and avg < lp_threshold:
+                fallback = True
+            if ns_threshold is not None and no_speech > ns_threshold and lp_threshold is not None and avg < lp_threshold:
+                fallback = False
+            if not fallback:
+                return outcome
+        best = max(below or results, key=lambda x: x[1])
+        return best[0], best[1], temp, best[3]
+
+    def _split_by_timestamps(self, tokens: List[int], time_offset: float, size: int, seek: int):
+        """faster-whisper's segments of one window: [(start, end, tokens)], next seek."""
+        begin = self.tokens.no_timestamps + 1
+        precision = 0.02
+        single_ending = len(tokens) >= 2 and tokens[-2] < begin <= tokens[-1]
+        consecutive = [i for i in range(1, len(tokens)) if tokens[i] >= begin and tokens[i - 1] >= begin]
+        out = []
+        if consecutive:
+            slices = consecutive + ([len(tokens)] if single_ending else [])
+            last = 0
+            for cur in slices:
+                piece = tokens[last:cur]
+                out.append((time_offset + (piece[0] - begin) * precision,
+                            time_offset + (piece[-1] - begin) * precision, piece))
+                last = cur
+            seek += size if single_ending else (tokens[last - 1] - begin) * 2
+        else:
+            duration = size * (_audio.HOP_LENGTH / _audio.SAMPLE_RATE)
+            stamps = [x for x in tokens if x >= begin]
+            if stamps and stamps[-1] != begin:
+                duration = (stamps[-1] - begin) * precision
+            out.append((time_offset, time_offset + duration, tokens))
+            seek += size
+        return out, seek
+
+
+def compression_ratio(text: str) -> float:
+    """len(utf-8 text) / len(zlib-compressed text): high for repetitive text."""
+    raw = text.encode("utf-8")
+    return len(raw) / len(zlib.compress(raw)) if raw else 0.0

@@ -260,7 +260,10 @@ model::GenerationOptions make_generation_options(py::handle max_length, py::hand
                                                  py::handle sampling_temperature, py::handle seed,
                                                  py::handle return_scores, py::handle suppress_tokens,
                                                  py::handle forced_eos, py::handle forced_bos,
-                                                 py::handle early_stopping, py::handle begin_suppress_tokens) {
+                                                 py::handle early_stopping, py::handle begin_suppress_tokens,
+                                                 py::handle decoder_start, py::handle timestamp_begin,
+                                                 py::handle no_timestamps, py::handle max_initial_timestamp,
+                                                 py::handle renormalize) {
   model::GenerationOptions g;
   g.max_length = int_arg(max_length, "max_length", 1, kInt32Max);
   g.min_length = int_arg(min_length, "min_length", 0, kInt32Max);
@@ -291,6 +294,14 @@ model::GenerationOptions make_generation_options(py::handle max_length, py::hand
     throw py::type_error("begin_suppress_tokens must be a list of ints");
   for (py::handle t : begin_suppress_tokens)
     g.begin_suppress_tokens.push_back(static_cast<int32_t>(int_arg(t, "begin_suppress_tokens", 0, kInt32Max)));
+  auto optional_id = [](py::handle v, const char* name) {
+    return v.is_none() ? -1 : static_cast<int32_t>(int_arg(v, name, 0, kInt32Max));
+  };
+  g.decoder_start = optional_id(decoder_start, "decoder_start");
+  g.timestamp_begin = optional_id(timestamp_begin, "timestamp_begin");
+  g.no_timestamps = optional_id(no_timestamps, "no_timestamps");
+  g.max_initial_timestamp = optional_id(max_initial_timestamp, "max_initial_timestamp");
+  g.renormalize = bool_arg(renormalize, "renormalize");
   return g;
 }
 
@@ -545,7 +556,8 @@ void bind_model(py::module_& m) {
       .def(py::init(&make_generation_options), py::kw_only(), "max_length"_a, "min_length"_a, "beam_size"_a,
            "length_penalty"_a, "num_hypotheses"_a, "sampling_topk"_a, "sampling_topp"_a, "sampling_temperature"_a,
            "seed"_a, "return_scores"_a, "suppress_tokens"_a, "forced_eos"_a, "forced_bos"_a, "early_stopping"_a,
-           "begin_suppress_tokens"_a = py::tuple())
+           "begin_suppress_tokens"_a = py::tuple(), "decoder_start"_a = py::none(), "timestamp_begin"_a = py::none(),
+           "no_timestamps"_a = py::none(), "max_initial_timestamp"_a = py::none(), "renormalize"_a = false)
       .def_readonly("max_length", &model::GenerationOptions::max_length)
       .def_readonly("min_length", &model::GenerationOptions::min_length)
       .def_readonly("beam_size", &model::GenerationOptions::beam_size)

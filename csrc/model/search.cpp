@@ -38,6 +38,69 @@ float length_normalizer(int64_t length, float penalty) {
   return static_cast<float>(std::pow(static_cast<double>(length), static_cast<double>(penalty)));
 }
 
+// log(sum(exp(x))) over n values (-inf when all are -inf).
+float log_sum_exp(const float* x, int64_t n) {
+  float m = kNegInf;
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+  if (m == kNegInf) return kNegInf;
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(x[i]) - m);
+  return static_cast<float>(m + std::log(sum));
+}
+
+// Whisper's timestamp rules (OpenAI's ApplyTimestampRules, as CTranslate2 applies
+// them) on one row of scores (logits, or log-probabilities: only differences
+// matter), given the g tokens generated so far (after the start tokens):
+//  - <|notimestamps|> is never generated;
+//  - first token: a timestamp, at most max_initial_timestamp;
+//  - after a timestamp that follows a timestamp (or the first token): not a timestamp;
+//    after a timestamp that follows text: a timestamp (not earlier than it) or EOT;
+//  - after text: no timestamp earlier than or equal to the last one;
+//  - and, where text may follow, text is forbidden when the timestamps' total
+//    probability beats every text token (EOT counts as text).
+// Tokens already at -inf (suppressed) stay out of the probability test.
+void apply_timestamp_rules(const GenerationOptions& o, int32_t eot, const int32_t* gen, int64_t g, float* row,
+                           int64_t V) {
+  const int64_t tb = o.timestamp_begin;
+  auto block = [&](int64_t from, int64_t to) {
+    for (int64_t v = std::max<int64_t>(from, 0); v < std::min(to, V); ++v) row[v] = kNegInf;
+  };
+  if (o.no_timestamps >= 0) row[o.no_timestamps] = kNegInf;
+  bool check = false;
+  if (g == 0) {
+    block(0, tb);
+    if (o.max_initial_timestamp >= 0) block(int64_t{o.max_initial_timestamp} + 1, V);
+  } else {
+    const int64_t last = gen[g - 1];
+    if (last >= tb) {
+      const int64_t penultimate = g >= 2 ? gen[g - 2] : last;
+      if (penultimate >= tb) {
+        block(tb, V);
+      } else {
+        block(0, eot);
+        block(tb, last);
+        check = true;
+      }
+    } else {
+      check = true;
+      for (int64_t t = g - 1; t >= 0; --t)
+        if (gen[t] >= tb) {
+          block(tb, int64_t{gen[t]} + 1);
+          break;
+        }
+    }
+  }
+  if (!check) return;
+  float text_max = kNegInf, ts_max = kNegInf;
+  for (int64_t v = 0; v < tb; ++v) text_max = std::max(text_max, row[v]);
+  for (int64_t v = tb; v < V; ++v) ts_max = std::max(ts_max, row[v]);
+  if (ts_max == kNegInf) return;
+  double sum = 0.0;
+  for (int64_t v = tb; v < V; ++v) sum += std::exp(static_cast<double>(row[v]) - ts_max);
+  const double ts_logsumexp = ts_max + std::log(sum);
+  if (ts_logsumexp > static_cast<double>(text_max)) block(0, tb);
+}
+
 // ---------------------------------------------------------------------------
 // Greedy search and sampling: one row per source.
 // ---------------------------------------------------------------------------
@@ -183,7 +246,7 @@ class SamplingRun {
         state_(model, memory, B, S, src_lengths, 1, max_prefix(start_tokens) + o.max_length),
         chooser_(o, model.config().tgt_vocab_size),
         sources_(static_cast<size_t>(B)),
-        bos_(static_cast<int32_t>(model.config().bos_id)),
+        bos_(static_cast<int32_t>(o.decoder_start >= 0 ? o.decoder_start : model.config().bos_id)),
         eos_(static_cast<int32_t>(model.config().eos_id)) {
     const int64_t V = model.config().tgt_vocab_size;
     for (int64_t b = 0; b < B; ++b) {
@@ -221,13 +284,26 @@ class SamplingRun {
         const bool force_eos = o_.forced_eos && s.generated + 1 == o_.max_length;
         const int32_t forced = force_eos ? eos_ : (s.generated == 0 && o_.forced_bos >= 0 ? o_.forced_bos : -1);
         const float* row = logits + r * V;
-        if (s.generated == 0 && !o_.begin_suppress_tokens.empty()) {
+        if (o_.timestamp_begin >= 0 || o_.renormalize) {
+          // the rules' probability test needs every suppression applied first
+          first_row_.assign(row, row + V);
+          for (int32_t t : o_.suppress_tokens) first_row_[static_cast<size_t>(t)] = kNegInf;
+          if (s.generated == 0)
+            for (int32_t t : o_.begin_suppress_tokens) first_row_[static_cast<size_t>(t)] = kNegInf;
+          if (o_.timestamp_begin >= 0) {
+            const int64_t p = static_cast<int64_t>(s.prefix.size());
+            apply_timestamp_rules(o_, eos_, s.out.data() + p, static_cast<int64_t>(s.out.size()) - p,
+                                  first_row_.data(), V);
+          }
+          row = first_row_.data();
+        } else if (s.generated == 0 && !o_.begin_suppress_tokens.empty()) {
           first_row_.assign(row, row + V);
           for (int32_t t : o_.begin_suppress_tokens) first_row_[static_cast<size_t>(t)] = kNegInf;
           row = first_row_.data();
         }
         next = chooser_.choose(row, blocked, forced, s.rng);
-        if (need_logp && forced < 0) s.log_prob += logp_[static_cast<size_t>(r * V + next)];
+        if (need_logp && forced < 0)
+          s.log_prob += o_.renormalize ? row[next] - log_sum_exp(row, V) : logp_[static_cast<size_t>(r * V + next)];
         ++s.generated;
         if (next == eos_)
           s.done = true;
@@ -390,7 +466,7 @@ class BeamSearch {
         continue;
       }
       float* lp = logp_.data() + r0 * V_;
-      logits_processors(s, lp);
+      logits_processors(s, s0, lp);
       top_candidates(s0, lp);
       const int64_t n = static_cast<int64_t>(cands_.size());
       const bool at_max = s.generated + 1 >= o_.max_length;
@@ -427,7 +503,7 @@ class BeamSearch {
   }
 
   // lp [K, V]: the source's log-probabilities, processed in Hugging Face's order.
-  void logits_processors(const BeamSource& s, float* lp) const {
+  void logits_processors(const BeamSource& s, int64_t s0, float* lp) {
     const int64_t K = K_, V = V_;
     if (s.generated < o_.min_length)
       for (int64_t i = 0; i < K; ++i) lp[i * V + eos_] = kNegInf;
@@ -436,6 +512,20 @@ class BeamSearch {
     if (s.generated == 0)
       for (int32_t t : o_.begin_suppress_tokens)
         for (int64_t i = 0; i < K; ++i) lp[i * V + t] = kNegInf;
+    if (o_.timestamp_begin >= 0) {
+      const int64_t p = static_cast<int64_t>(s.prefix.size());
+      for (int64_t i = 0; i < K; ++i) {
+        const int64_t row = s0 + i;
+        apply_timestamp_rules(o_, eos_, run_.data(row) + p, run_.size(row) - p, lp + i * V, V);
+      }
+    }
+    if (o_.renormalize)
+      for (int64_t i = 0; i < K; ++i) {
+        float* x = lp + i * V;
+        const float lse = log_sum_exp(x, V);
+        if (lse != kNegInf)
+          for (int64_t v = 0; v < V; ++v) x[v] -= lse;
+      }
     if (o_.forced_bos >= 0 && s.generated == 0)
       for (int64_t i = 0; i < K; ++i) {
         std::fill(lp + i * V, lp + (i + 1) * V, kNegInf);
@@ -633,6 +723,11 @@ void check_options(const Transformer& model, const GenerationOptions& o, int64_t
   if (o.forced_bos >= V) throw std::invalid_argument("forced_bos is outside the vocabulary");
   for (int32_t t : o.begin_suppress_tokens)
     if (t < 0 || t >= V) throw std::invalid_argument("begin_suppress_tokens contains an id outside the vocabulary");
+  if (o.decoder_start >= V) throw std::invalid_argument("decoder_start is outside the vocabulary");
+  if (o.timestamp_begin >= V || o.no_timestamps >= V || o.max_initial_timestamp >= V)
+    throw std::invalid_argument("timestamp ids must be target ids");
+  if (o.timestamp_begin >= 0 && (o.timestamp_begin <= c.eos_id || o.beam_size < 1))
+    throw std::invalid_argument("timestamp_begin must be above eos_id");
   // Every step must have a token it may generate.
   const bool forced_only = (o.forced_eos || o.forced_bos >= 0) && o.max_length == 1;  // the one step is forced
   const bool first_forced = o.forced_bos >= 0 || (o.forced_eos && o.max_length == 1);
@@ -699,7 +794,8 @@ std::vector<std::vector<Hypothesis>> generate_from_memory(const Transformer& mod
                                                           const GenerationOptions& o) {
   check_request(model, o, B, S, start_tokens);
   if (B == 0) return {};
-  const int32_t bos = static_cast<int32_t>(model.config().bos_id), eos = static_cast<int32_t>(model.config().eos_id);
+  const int32_t bos = static_cast<int32_t>(o.decoder_start >= 0 ? o.decoder_start : model.config().bos_id);
+  const int32_t eos = static_cast<int32_t>(model.config().eos_id);
   if (o.beam_size > 1) return BeamSearch(model, memory, B, S, src_lengths, start_tokens, o, bos, eos).run();
   SamplingRun run(model, memory, B, S, src_lengths, start_tokens, o);
   while (!run.finished()) run.step(nullptr);

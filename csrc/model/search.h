@@ -27,6 +27,18 @@ struct GenerationOptions {
   bool return_scores{};
   std::vector<int32_t> suppress_tokens;  // never generated (their log-probability is -inf)
   std::vector<int32_t> begin_suppress_tokens;  // not generated as the first token after the start tokens (Whisper)
+  // Scores under the processed distribution (CTranslate2's rule): log-probabilities
+  // are those of the softmax over the logits left after suppression and the
+  // timestamp rules, not of the raw logits (Hugging Face's rule, the default).
+  bool renormalize = false;
+  int32_t decoder_start = -1;  // >= 0: the first decoder input instead of the config's bos_id
+  // Whisper's timestamp rules (timestamp_begin >= 0: on): the generated tokens (after
+  // the start tokens) hold text and timestamp ids >= timestamp_begin; see
+  // apply_timestamp_rules in search.cpp. no_timestamps: never generated;
+  // max_initial_timestamp: the largest timestamp id allowed first.
+  int32_t timestamp_begin = -1;
+  int32_t no_timestamps = -1;
+  int32_t max_initial_timestamp = -1;
   bool forced_eos{};          // the max_length-th token must be EOS, with log-probability 0 (HF's forced_eos_token_id)
   int32_t forced_bos = -1;    // >= 0: the first generated token is this id, log-probability 0 (forced_bos_token_id)
   bool early_stopping{};      // beam search: a source stops once it has beam_size finished hypotheses

@@ -271,4 +271,4 @@ def _tokens(path: str, vocab: int, tokenizer) -> WhisperTokens:
     begin = tuple(int(t) for t in (cfg.get("suppress_ids_begin") or [tid("Ġ") or 220, eot]))
     return WhisperTokens(sot=sot, eot=eot, no_timestamps=no_ts, transcribe=transcribe, translate=translate,
                          no_speech=tid("<|nospeech|>", "<|nocaptions|>"), languages=languages,
-                         suppress=tuple(sorted(suppress)), begin_suppress=begin)
+                         suppress=tuple(sorted(suppress)), begin_suppress=begin, sot_prev=sot_prev)

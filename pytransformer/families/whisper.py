@@ -76,7 +76,8 @@ def _tokens(path: str, hf: HFConfig, vocab: int) -> WhisperTokens:
                          no_timestamps=token("no_timestamps_token_id", no_ts), transcribe=transcribe,
                          translate=translate, no_speech=optional("no_speech_token_id", no_speech),
                          languages=languages, suppress=id_list("suppress_tokens"),
-                         begin_suppress=id_list("begin_suppress_tokens"))
+                         begin_suppress=id_list("begin_suppress_tokens"),
+                         sot_prev=optional("prev_sot_token_id", get("prev_sot_token_id")))
 
 
 def config_of(hf: HFConfig) -> TransformerConfig:
