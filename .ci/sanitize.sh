@@ -161,7 +161,8 @@ tests=("$root"/tests/test_kernels_*.py "$root"/tests/test_model.py "$root"/tests
        "$root"/tests/test_errors.py "$root"/tests/test_hostile_generation.py "$root"/tests/test_fuzz.py
        "$root"/tests/test_threads.py)
 for t in "$root"/tests/test_loading_hostile.py "$root"/tests/test_pretrained_errors.py "$root"/tests/test_config.py \
-         "$root"/tests/test_weights.py "$root"/tests/test_family_torch.py "$root"/tests/test_model_int8.py; do
+         "$root"/tests/test_weights.py "$root"/tests/test_family_torch.py "$root"/tests/test_model_int8.py \
+         "$root"/tests/test_pretrained_whisper.py; do
   [[ -e "$t" ]] && tests+=("$t")
 done
 # --capture=sys: pytest captures Python's sys.stdout/sys.stderr only, so what the

@@ -270,3 +270,82 @@ def test_suppression_matches_transformers(english):
         got = ours[b].sequences[0][1:]
         assert got == [t for t in ref[b].tolist() if t != 50256]
         assert got[0] not in firsts and not set(got) & set(later)
+
+
+def _rules_reference(logits, gen, begin, no_ts, max_initial, eot):
+    """OpenAI's ApplyTimestampRules on one row (numpy, float64), independent of the C++."""
+    x = logits.astype(np.float64).copy()
+    x[no_ts] = -np.inf
+    check = False
+    if not gen:
+        x[:begin] = -np.inf
+        x[max_initial + 1:] = -np.inf
+    else:
+        last_ts = gen[-1] >= begin
+        pen_ts = len(gen) < 2 or gen[-2] >= begin
+        if last_ts:
+            if pen_ts:
+                x[begin:] = -np.inf
+            else:
+                x[:eot] = -np.inf
+                x[begin:gen[-1]] = -np.inf
+                check = True
+        else:
+            check = True
+            stamps = [t for t in gen if t >= begin]
+            if stamps:
+                x[begin:stamps[-1] + 1] = -np.inf
+    if check:
+        finite = x[begin:][np.isfinite(x[begin:])]
+        if finite.size:
+            m = finite.max()
+            if m + np.log(np.exp(finite - m).sum()) > x[:begin].max():
+                x[:begin] = -np.inf
+    return x
+
+
+@pytest.mark.parametrize("seed,initial", [(0, 50), (1, 5), (2, 0)])
+def test_timestamp_rules_match_a_reference_loop(english, seed, initial):
+    """Greedy decoding with the timestamp rules against a Python loop that recomputes
+    the logits by teacher forcing and applies the rules in numpy; renormalized scores
+    against the log-softmax of the processed row."""
+    folder, _ = english
+    model = pt.from_pretrained(folder)
+    t = model.transformer
+    memory = model.encode(_features(1, 80, 20 + seed))
+    prompt = model.prompt(without_timestamps=False)
+    begin, no_ts = 50363, 50362
+    max_initial = begin + initial
+    suppress = EN_SUPPRESS
+    out = t.generate_from_memory(memory, max_length=30, start_tokens=[prompt[1:]], suppress_tokens=suppress,
+                                 begin_suppress_tokens=[220, 50256], timestamp_rules=(begin, no_ts, max_initial),
+                                 return_scores=True, renormalize=True)[0]
+    gen, logp = [], 0.0
+    for step in range(30):
+        logits = t.decode(np.array([prompt + gen], np.int32), memory)[0, -1]
+        row = logits.astype(np.float64)
+        row[suppress] = -np.inf
+        if step == 0:
+            row[[220, 50256]] = -np.inf
+        row = _rules_reference(row, gen, begin, no_ts, max_initial, 50256)
+        tok = int(np.argmax(row))
+        m = row[np.isfinite(row)].max()
+        logp += row[tok] - (m + np.log(np.exp(row[np.isfinite(row)] - m).sum()))
+        if tok == 50256:
+            break
+        gen.append(tok)
+    assert out.sequences[0][len(prompt) - 1:] == gen
+    assert gen and begin <= gen[0] <= max_initial  # a timestamp first, not after max_initial
+    assert out.log_probs[0] == pytest.approx(logp, abs=1e-3)
+
+
+def test_timestamp_rule_options_are_checked(english):
+    folder, _ = english
+    t = pt.from_pretrained(folder).transformer
+    memory = np.zeros((1, 4, 64), np.float32)
+    with pytest.raises(ValueError, match="above eos_id"):
+        t.generate_from_memory(memory, max_length=3, timestamp_rules=(10, 9, 12))
+    with pytest.raises(ValueError, match="valid target id"):
+        t.generate_from_memory(memory, max_length=3, timestamp_rules=(50363, 50362, 10 ** 6))
+    with pytest.raises(ValueError, match="valid target id"):
+        t.generate_from_memory(memory, max_length=3, decoder_start=-1)
