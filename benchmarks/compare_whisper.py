@@ -34,8 +34,8 @@ else:
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(os.path.dirname(HERE), "tests", "data")
-OPTIONS = dict(language="en", without_timestamps=True, temperature=0.0, vad_filter=False,
-               condition_on_previous_text=False)
+PT_OPTIONS = dict(language="en", without_timestamps=True, temperature=0.0, condition_on_previous_text=False)
+OPTIONS = dict(PT_OPTIONS, vad_filter=False)
 
 
 def model_folder() -> str:
@@ -132,12 +132,10 @@ def hf_folder(pt_model, out_dir: str) -> str:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--compute-types", type=bc.compute_types_type, default=["float32", "int8"])
     p.add_argument("--beams", type=int, nargs="+", default=[1, 5])
     p.add_argument("--cases", nargs="+", default=["short", "long"], choices=["short", "long"])
     p.add_argument("--no-hf", action="store_true", help="leave transformers out")
-    p.add_argument("--markdown", action="store_true")
     bc.add_timing_args(p, repeats=(5, 2), min_time=(0.5, 0.2))
     args = p.parse_args(argv)
     bc.resolve_timing_args(p, args)
@@ -182,7 +180,7 @@ def main(argv=None):
                     fw = "fw" if ct == "float32" else "fw.i8"
 
                     def run_pt(m=m, samples=samples, beam=beam):
-                        segs, _ = m.transcribe(samples, beam_size=beam)
+                        segs, _ = m.transcribe(samples, beam_size=beam, **PT_OPTIONS)
                         return [tuple(s.tokens) for s in segs]
 
                     impls[name] = (bc.local(run_pt), name)
@@ -222,8 +220,10 @@ def main(argv=None):
             if "hf" not in r2:
                 r2["hf"] = {"median": float("nan"), "iqr": 0.0}
             sub.append(r2)
-        cols = [("s", lambda e: bc.fmt_ms(e["median"] * 1e3) if e["median"] == e["median"] else "-")]
+        cols = [("s", lambda e: f"{e['median']:.3f}" if e["median"] == e["median"] else "-")]
         ratios = [(name, n) for n in names[1:]]
+        if "hf" in names:
+            sub = [r for r in sub]
         extra = [("RTF " + name, lambda r, n=name: f"{r['seconds'] / r[n]['median']:.0f}x"),
                  ("RTF " + fw, lambda r, n=fw: f"{r['seconds'] / r[n]['median']:.0f}x"),
                  ("same", lambda r, c=ct: "yes" if r["same"][c] else "NO")]

@@ -248,6 +248,97 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _timestamp(seconds: float, sep: str) -> str:
+    ms = int(round(seconds * 1000))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def format_transcript(segments, fmt: str, info=None) -> str:
+    """segments as txt (one line per segment), srt, vtt or json."""
+    if fmt == "txt":
+        return "".join(s.text.strip() + "\n" for s in segments)
+    if fmt == "srt":
+        return "\n".join(f"{i}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n{s.text.strip()}\n"
+                         for i, s in enumerate(segments, 1))
+    if fmt == "vtt":
+        return "WEBVTT\n\n" + "\n".join(f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n{s.text.strip()}\n"
+                                         for s in segments)
+    if fmt == "json":
+        out = {"segments": [{"id": s.id, "seek": s.seek, "start": round(s.start, 3), "end": round(s.end, 3),
+                             "text": s.text, "tokens": list(s.tokens), "avg_logprob": s.avg_logprob,
+                             "no_speech_prob": s.no_speech_prob, "temperature": s.temperature,
+                             "compression_ratio": s.compression_ratio} for s in segments],
+               "text": "".join(s.text for s in segments)}
+        if info is not None:
+            out.update(language=info.language, duration=round(info.duration, 3))
+        return json.dumps(out, ensure_ascii=False, indent=1) + "\n"
+    raise ValueError(f"unknown output format {fmt!r}")
+
+
+def _cmd_transcribe(args: argparse.Namespace) -> int:
+    import pytransformer as pt
+    from pytransformer.audio import AudioError
+
+    if args.threads:
+        pt.set_num_threads(args.threads)
+    try:
+        model = pt.from_pretrained(args.model, compute_type=args.compute_type)
+    except (OSError, ValueError) as e:
+        raise CliError(_one_line(e)) from None
+    if not isinstance(model, pt.WhisperModel):
+        raise CliError(f"{args.model} is a {type(model).__name__}, not a Whisper model")
+    if args.output_dir:
+        os.makedirs(args.output_dir, exist_ok=True)
+    failed = 0
+    for path in args.audio:
+        bar = _ProgressLine(path) if args.progress else None
+        try:
+            segments, info = model.transcribe(
+                path, language=args.language, task=args.task, beam_size=args.beam_size,
+                without_timestamps=args.without_timestamps, condition_on_previous_text=not args.no_previous_text,
+                temperature=0.0 if args.no_fallback else (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+                initial_prompt=args.initial_prompt, progress=bar)
+        except (OSError, ValueError, RuntimeError, AudioError) as e:
+            if bar:
+                bar.close()
+            print(f"pytransformer transcribe: error: {path}: {_one_line(e)}", file=sys.stderr)
+            failed += 1
+            continue
+        if bar:
+            bar.close()
+        text = format_transcript(segments, args.output_format, info)
+        if args.output_dir:
+            base = os.path.splitext(os.path.basename(path))[0]
+            out = os.path.join(args.output_dir, f"{base}.{args.output_format}")
+            with open(out, "w", encoding="utf-8") as f:
+                f.write(text)
+            print(out, file=sys.stderr)
+        else:
+            if len(args.audio) > 1 and args.output_format == "txt":
+                print(f"== {path}")
+            sys.stdout.write(text)
+    return 1 if failed else 0
+
+
+class _ProgressLine:
+    """A one-line progress bar on stderr: seconds of audio done / total."""
+
+    def __init__(self, name: str):
+        self.name = os.path.basename(name)
+
+    def __call__(self, done: float, total: float) -> None:
+        frac = 0.0 if total <= 0 else min(1.0, done / total)
+        bar = "#" * int(30 * frac)
+        sys.stderr.write(f"\r{self.name}: [{bar:<30s}] {done:7.1f}/{total:.1f} s")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
 
@@ -312,6 +403,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="a .safetensors model file or a Hugging Face model folder")
     p.add_argument("output", help="the int8 .safetensors file to write")
     p.set_defaults(func=_cmd_quantize)
+
+    p = sub.add_parser("transcribe", help="speech to text with a Whisper model folder",
+                       description="Transcribe audio files (WAV; mp3, m4a, flac, ... with PyAV installed) with a "
+                                   "Whisper model: a Hugging Face folder or a CTranslate2 folder (faster-whisper's). "
+                                   "Decoding follows faster-whisper's defaults.")
+    p.add_argument("--model", required=True, help="Whisper model folder (Hugging Face or CTranslate2)")
+    p.add_argument("audio", nargs="+", help="audio files")
+    p.add_argument("--language", default=None, help="language code (multilingual models; default: en)")
+    p.add_argument("--task", choices=("transcribe", "translate"), default="transcribe")
+    p.add_argument("--beam-size", type=int, default=5)
+    p.add_argument("--compute-type", choices=("float32", "int8"), default="float32")
+    p.add_argument("--without-timestamps", action="store_true", help="decode without timestamp tokens")
+    p.add_argument("--no-previous-text", action="store_true",
+                   help="do not condition each window on the text before it")
+    p.add_argument("--no-fallback", action="store_true", help="temperature 0 only (no sampling fallback)")
+    p.add_argument("--initial-prompt", default=None, help="text that conditions the first window")
+    p.add_argument("--output-format", choices=("txt", "srt", "vtt", "json"), default="txt")
+    p.add_argument("--output-dir", default=None, help="write <audio name>.<format> files here instead of stdout")
+    p.add_argument("--threads", type=int, help="threads to use (default: physical cores)")
+    p.add_argument("--progress", action="store_true", help="show progress over each file's audio on stderr")
+    p.set_defaults(func=_cmd_transcribe)
 
     p = sub.add_parser("info", help="runtime (instruction set, threads) and versions")
     p.add_argument("--json", action="store_true", help="print JSON")

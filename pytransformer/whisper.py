@@ -209,6 +209,30 @@ class WhisperModel:
         p = np.exp(logits)
         return p[:, t.no_speech] / p.sum(axis=1)
 
+    def detect_language(self, audio: Union[_audio.AudioInput, np.ndarray, None] = None, *,
+                        features: Optional[np.ndarray] = None,
+                        sampling_rate: int = _audio.SAMPLE_RATE) -> List[Tuple[str, float]]:
+        """[(language code, probability)], most likely first, from the first 30 s of
+        ``audio`` (or from ``features`` [n_mels, frames]): the decoder's distribution over
+        the language tokens after ``<|startoftranscript|>``, as faster-whisper's
+        ``detect_language``. Multilingual models only."""
+        if not self.is_multilingual:
+            raise ValueError("this model is English-only: it has no language tokens to detect")
+        if features is None:
+            samples = _audio.load_audio(audio, sampling_rate)
+            features = _audio.log_mel_spectrogram(samples, self.n_mels, None, padding=_audio.HOP_LENGTH)
+        window = np.zeros((1, self.n_mels, _audio.N_FRAMES), np.float32)
+        n = min(_audio.N_FRAMES, features.shape[1])
+        window[0, :, :n] = features[:, :n]
+        memory = self.encode(window)
+        logits = self.transformer.decode(np.array([[self.tokens.sot]], np.int32), memory)[0, -1].astype(np.float64)
+        codes = list(self.tokens.languages)
+        ids = np.array([self.tokens.languages[c] for c in codes])
+        x = logits[ids] - logits[ids].max()
+        p = np.exp(x) / np.exp(x).sum()
+        order = np.argsort(-p, kind="stable")
+        return [(codes[i], float(p[i])) for i in order]
+
     def decode_text(self, tokens: Sequence[int]) -> str:
         if self.tokenizer is None:
             raise RuntimeError("this model has no tokenizer (tokenizer.json); use generate() for token ids")
@@ -248,6 +272,10 @@ class WhisperModel:
             raise ValueError("temperature must be a number or a non-empty list of numbers")
         feats = _audio.log_mel_spectrogram(samples, self.n_mels, None, padding=_audio.HOP_LENGTH)
         content = feats.shape[1] - 1
+        language_probability, all_probs = 1.0, None
+        if language is None and self.is_multilingual:
+            all_probs = self.detect_language(features=feats[:, :content])
+            language, language_probability = all_probs[0]
         t = self.tokens
         all_tokens: List[int] = []
         if initial_prompt:
@@ -285,7 +313,7 @@ class WhisperModel:
                     prompt_reset_since = len(all_tokens)
             if progress is not None:
                 progress(min(content, seek) * _audio.HOP_LENGTH / _audio.SAMPLE_RATE, duration)
-        return segments, TranscriptionInfo(language or "en", 1.0, duration)
+        return segments, TranscriptionInfo(language or "en", language_probability, duration, all_probs)
 
     # -- transcribe's parts ------------------------------------------------------------------
 

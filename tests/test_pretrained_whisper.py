@@ -349,3 +349,27 @@ def test_timestamp_rule_options_are_checked(english):
         t.generate_from_memory(memory, max_length=3, timestamp_rules=(50363, 50362, 10 ** 6))
     with pytest.raises(ValueError, match="valid target id"):
         t.generate_from_memory(memory, max_length=3, decoder_start=-1)
+
+
+def test_detect_language_matches_transformers_logits(multilingual, english):
+    import torch
+    folder, hf = multilingual
+    model = pt.from_pretrained(folder)
+    samples = np.random.default_rng(4).standard_normal(16000 * 3).astype(np.float32) * 0.1
+    got = model.detect_language(samples)
+    feats = audio.log_mel_spectrogram(samples, 128, None, padding=160)
+    window = np.zeros((1, 128, 3000), np.float32)
+    window[0, :, :feats.shape[1] - 1] = feats[:, :-1]
+    with torch.no_grad():
+        logits = hf(input_features=torch.from_numpy(window),
+                    decoder_input_ids=torch.tensor([[50258]])).logits[0, -1].double().numpy()
+    langs = {"en": 50259, "de": 50261, "fr": 50265}
+    x = np.array([logits[i] for i in langs.values()])
+    p = np.exp(x - x.max()) / np.exp(x - x.max()).sum()
+    want = sorted(zip(langs, p), key=lambda kv: -kv[1])
+    assert [c for c, _ in got] == [c for c, _ in want]
+    np.testing.assert_allclose([q for _, q in got], [q for _, q in want], atol=1e-4)
+    segs, info = model.transcribe(samples, beam_size=1, temperature=0.0)
+    assert info.language == want[0][0] and info.language_probability == pytest.approx(want[0][1], abs=1e-4)
+    with pytest.raises(ValueError, match="English-only"):
+        pt.from_pretrained(english[0]).detect_language(samples)

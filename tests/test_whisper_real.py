@@ -115,3 +115,65 @@ def test_truncated_model_bin_is_a_clear_error(folder, tmp_path):
     bad.write_bytes((99).to_bytes(4, "little") + head[4:])
     with pytest.raises(_ctranslate2.CT2FormatError, match="version 99"):
         _ctranslate2.read_model_bin(str(bad))
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def _cli(args, capsys):
+    from pytransformer import cli
+
+    rc = cli.main(args)
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_cli_transcribe_formats(folder, ours, capsys, tmp_path):
+    import json
+
+    clip = os.path.join(DATA, CLIPS[1])
+    segs, _ = ours.transcribe(clip, beam_size=5)
+    rc, out, err = _cli(["transcribe", "--model", folder, clip], capsys)
+    assert rc == 0, err
+    assert out == "".join(s.text.strip() + "\n" for s in segs)
+    rc, out, _ = _cli(["transcribe", "--model", folder, clip, "--output-format", "srt"], capsys)
+    assert rc == 0 and out.startswith("1\n00:00:00,000 --> 00:00:0") and segs[0].text.strip() in out
+    rc, out, _ = _cli(["transcribe", "--model", folder, clip, "--output-format", "vtt"], capsys)
+    assert rc == 0 and out.startswith("WEBVTT\n\n00:00:00.000 --> ")
+    rc, _, err = _cli(["transcribe", "--model", folder, clip, "--output-format", "json", "--output-dir",
+                       str(tmp_path), "--progress"], capsys)
+    assert rc == 0
+    data = json.loads((tmp_path / "speech_s2.json").read_text())
+    assert [s["tokens"] for s in data["segments"]] == [s.tokens for s in segs]
+    assert data["duration"] == pytest.approx(4.79, abs=0.01) and "speech_s2.wav" in err
+
+
+def test_cli_transcribe_errors(folder, capsys, tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x04\x00\x00\x00WAVE")
+    rc, out, err = _cli(["transcribe", "--model", folder, str(bad), os.path.join(DATA, CLIPS[0])], capsys)
+    assert rc == 1 and "bad.wav" in err and "no fmt" in err and "quick" in out  # the good file still done
+    rc, _, err = _cli(["transcribe", "--model", str(tmp_path), str(bad)], capsys)
+    assert rc == 1 and err.count("\n") == 1
+
+
+def test_mp3_through_pyav(ours, tmp_path):
+    av = pytest.importorskip("av")
+    samples = audio.load_audio(os.path.join(DATA, CLIPS[0]))
+    path = str(tmp_path / "clip.mp3")
+    try:
+        with av.open(path, "w") as out:
+            stream = out.add_stream("libmp3lame" if "libmp3lame" in av.codecs_available else "mp3", rate=16000)
+            stream.layout = "mono"
+            frame = av.AudioFrame.from_ndarray(samples[None, :], format="flt", layout="mono")
+            frame.sample_rate = 16000
+            for packet in stream.encode(frame):
+                out.mux(packet)
+            for packet in stream.encode(None):
+                out.mux(packet)
+    except Exception as e:  # an FFmpeg build without an mp3 encoder
+        pytest.skip(f"cannot encode mp3 here: {e}")
+    decoded = audio.load_audio(path)
+    assert abs(len(decoded) - len(samples)) < 16000 * 0.2
+    segs, _ = ours.transcribe(path, beam_size=1)
+    assert "quick" in segs[0].text
