@@ -134,11 +134,14 @@ class GenerationResult:
             ``return_scores=False``.
         log_probs: sum of the generated tokens' log-probabilities under the model
             (temperature 1), end-of-sequence included; None when ``return_scores=False``.
+        probe: :meth:`Transformer.generate_from_memory`'s ``probe``: the probed token's
+            probability (None when not asked for).
     """
 
     sequences: List[List[int]]
     scores: Optional[List[float]] = None
     log_probs: Optional[List[float]] = None
+    probe: Optional[float] = None
 
 
 _INT32_MAX = 2**31 - 1
@@ -496,7 +499,8 @@ class Transformer:
                              forced_bos: Optional[int] = None, early_stopping: bool = _D["early_stopping"],
                              begin_suppress_tokens: Optional[Sequence[int]] = None, decoder_start: Optional[int] = None,
                              timestamp_rules: Optional[Tuple[int, int, int]] = None,
-                             renormalize: bool = False) -> List[GenerationResult]:
+                             renormalize: bool = False,
+                             probe: Optional[Tuple[int, int]] = None) -> List[GenerationResult]:
         """:meth:`generate` from an encoder output already computed (:meth:`encode` or
         :meth:`encode_features`): memory float32 [B, S, d_model]. The options are those
         of :meth:`generate`, plus ``begin_suppress_tokens``: ids that cannot be the first
@@ -506,10 +510,15 @@ class Transformer:
         ``(timestamp_begin, no_timestamps_id, max_initial_timestamp_id)`` to apply
         Whisper's timestamp rules to the generated tokens; ``renormalize``: scores are
         log-probabilities of the distribution left after suppression and those rules
-        (CTranslate2's rule) rather than of the raw logits."""
+        (CTranslate2's rule) rather than of the raw logits; ``probe``: None, or
+        ``(token, after)``: each result's ``probe`` is ``token``'s probability (softmax of
+        the raw logits) at the first step whose decoder input is ``after`` (Whisper's
+        no-speech probability after ``<|startoftranscript|>``)."""
         if not isinstance(renormalize, bool):
             raise TypeError(f"renormalize must be a bool, got {type(renormalize).__name__}")
         extra: Dict[str, Any] = {"renormalize": renormalize}
+        if probe is not None:
+            extra["probe_token"], extra["probe_after"] = self._token_list("probe", probe)
         if decoder_start is not None:
             extra["decoder_start"] = self._token_list("decoder_start", [decoder_start])[0]
         if timestamp_rules is not None:
@@ -542,12 +551,13 @@ class Transformer:
         raw = call(start, opts)
         results = []
         for hyps in raw:
-            seqs = [list(t) for t, _, _ in hyps]
+            seqs = [list(h[0]) for h in hyps]
+            probe = float(hyps[0][3]) if hyps and hyps[0][3] >= 0 else None
             if return_scores:
-                results.append(GenerationResult(seqs, [float(s) for _, s, _ in hyps],
-                                                [float(lp) for _, _, lp in hyps]))
+                results.append(GenerationResult(seqs, [float(h[1]) for h in hyps], [float(h[2]) for h in hyps],
+                                                probe))
             else:
-                results.append(GenerationResult(seqs))
+                results.append(GenerationResult(seqs, probe=probe))
         return results
 
     def generate_tokens(self, src_ids: Union[TokenIds, Sequence[int]], *, max_length: Optional[int] = None,

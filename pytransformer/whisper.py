@@ -291,10 +291,9 @@ class WhisperModel:
             window[0, :, :size] = feats[:, seek:seek + size]
             memory = self.encode(window)
             prompt = self._window_prompt(all_tokens[prompt_reset_since:], language, task, without_timestamps)
-            no_speech = self._no_speech_at_sot(memory, prompt)
-            tokens, avg, temp, ratio = self._decode_with_fallback(
+            tokens, avg, temp, ratio, no_speech = self._decode_with_fallback(
                 memory, prompt, without_timestamps, temperatures, beam_size, best_of, length_penalty,
-                compression_ratio_threshold, log_prob_threshold, no_speech_threshold, no_speech, suppress_blank,
+                compression_ratio_threshold, log_prob_threshold, no_speech_threshold, suppress_blank,
                 suppress_tokens, max_initial_timestamp, seed)
             previous_seek = seek
             if no_speech_threshold is not None and no_speech > no_speech_threshold and not (
@@ -331,20 +330,10 @@ class WhisperModel:
             prompt = [self.tokens.sot_prev] + previous[-(c.max_length // 2 - 1):]
         return prompt + self.prompt(language, task, without_timestamps)
 
-    def _no_speech_at_sot(self, memory: np.ndarray, prompt: List[int]) -> float:
-        """P(<|nospeech|>) at the <|startoftranscript|> position of the prompt."""
-        t = self.tokens
-        if t.no_speech is None:
-            return 0.0
-        upto = prompt[:prompt.index(t.sot) + 1]
-        logits = self.transformer.decode(np.array([upto], np.int32), memory)[0, -1].astype(np.float64)
-        logits -= logits.max()
-        p = np.exp(logits)
-        return float(p[t.no_speech] / p.sum())
-
     def _decode_with_fallback(self, memory, prompt, without_timestamps, temperatures, beam_size, best_of,
-                              length_penalty, cr_threshold, lp_threshold, ns_threshold, no_speech, suppress_blank,
+                              length_penalty, cr_threshold, lp_threshold, ns_threshold, suppress_blank,
                               suppress_tokens, max_initial_timestamp, seed):
+        """(tokens, avg_logprob, temperature, compression ratio, no-speech probability)."""
         c = self.transformer.config
         t = self.tokens
         # CTranslate2's decoding length: at most half the positions, and what the prompt leaves
@@ -360,7 +349,8 @@ class WhisperModel:
         common = dict(start_tokens=None, suppress_tokens=suppress, return_scores=True,
                       begin_suppress_tokens=list(t.begin_suppress) if suppress_blank else None,
                       decoder_start=prompt[0], timestamp_rules=rules, length_penalty=length_penalty,
-                      max_length=max_length, renormalize=True)
+                      max_length=max_length, renormalize=True,
+                      probe=(t.no_speech, t.sot) if t.no_speech is not None else None)
         results, below = [], []
         temp = temperatures[0]
         for temp in temperatures:
@@ -370,16 +360,19 @@ class WhisperModel:
                     mem, **{**common, "start_tokens": [prompt[1:]] * best_of}, sampling_topk=0,
                     sampling_temperature=temp, seed=seed)
                 cands = [(r.sequences[0], r.log_probs[0]) for r in rs]
+                no_speech = rs[0].probe
             else:
                 r = self.transformer.generate_from_memory(
                     memory, **{**common, "start_tokens": [prompt[1:]]}, beam_size=beam_size, num_hypotheses=1)[0]
                 cands = [(r.sequences[0], r.log_probs[0])] if r.sequences else [(list(prompt[1:]), -np.inf)]
+                no_speech = r.probe
+            no_speech = 0.0 if no_speech is None else float(no_speech)
             n = len(prompt) - 1
             scored = [(seq[n:], lp / (len(seq) - n + 1)) for seq, lp in cands]
             tokens, avg = max(scored, key=lambda x: x[1] * 1.0)
             text = self.decode_text(tokens).strip() if self.tokenizer is not None else ""
             ratio = compression_ratio(text)
-            outcome = (tokens, avg, temp, ratio)
+            outcome = (tokens, avg, temp, ratio, no_speech)
             results.append(outcome)
             fallback = False
             if cr_threshold is not None:
@@ -394,7 +387,7 @@ class WhisperModel:
             if not fallback:
                 return outcome
         best = max(below or results, key=lambda x: x[1])
-        return best[0], best[1], temp, best[3]
+        return best[0], best[1], temp, best[3], best[4]
 
     def _split_by_timestamps(self, tokens: List[int], time_offset: float, size: int, seek: int):
         """faster-whisper's segments of one window: [(start, end, tokens)], next seek."""

@@ -319,7 +319,10 @@ def test_timestamp_rules_match_a_reference_loop(english, seed, initial):
     suppress = EN_SUPPRESS
     out = t.generate_from_memory(memory, max_length=30, start_tokens=[prompt[1:]], suppress_tokens=suppress,
                                  begin_suppress_tokens=[220, 50256], timestamp_rules=(begin, no_ts, max_initial),
-                                 return_scores=True, renormalize=True)[0]
+                                 return_scores=True, renormalize=True, probe=(50361, 50257))[0]
+    first = t.decode(np.array([prompt[:1]], np.int32), memory)[0, -1].astype(np.float64)
+    assert out.probe == pytest.approx(np.exp(first[50361] - first.max()) / np.exp(first - first.max()).sum(),
+                                      rel=1e-4)
     gen, logp = [], 0.0
     for step in range(30):
         logits = t.decode(np.array([prompt + gen], np.int32), memory)[0, -1]

@@ -263,7 +263,8 @@ model::GenerationOptions make_generation_options(py::handle max_length, py::hand
                                                  py::handle early_stopping, py::handle begin_suppress_tokens,
                                                  py::handle decoder_start, py::handle timestamp_begin,
                                                  py::handle no_timestamps, py::handle max_initial_timestamp,
-                                                 py::handle renormalize) {
+                                                 py::handle renormalize, py::handle probe_token,
+                                                 py::handle probe_after) {
   model::GenerationOptions g;
   g.max_length = int_arg(max_length, "max_length", 1, kInt32Max);
   g.min_length = int_arg(min_length, "min_length", 0, kInt32Max);
@@ -302,6 +303,8 @@ model::GenerationOptions make_generation_options(py::handle max_length, py::hand
   g.no_timestamps = optional_id(no_timestamps, "no_timestamps");
   g.max_initial_timestamp = optional_id(max_initial_timestamp, "max_initial_timestamp");
   g.renormalize = bool_arg(renormalize, "renormalize");
+  g.probe_token = optional_id(probe_token, "probe_token");
+  g.probe_after = optional_id(probe_after, "probe_after");
   return g;
 }
 
@@ -372,7 +375,7 @@ class PyTransformer {
     py::list out;
     for (const auto& hyps : results) {
       py::list row;
-      for (const auto& h : hyps) row.append(py::make_tuple(py::cast(h.tokens), h.score, h.log_prob));
+      for (const auto& h : hyps) row.append(py::make_tuple(py::cast(h.tokens), h.score, h.log_prob, h.probe));
       out.append(row);
     }
     return out;
@@ -557,7 +560,8 @@ void bind_model(py::module_& m) {
            "length_penalty"_a, "num_hypotheses"_a, "sampling_topk"_a, "sampling_topp"_a, "sampling_temperature"_a,
            "seed"_a, "return_scores"_a, "suppress_tokens"_a, "forced_eos"_a, "forced_bos"_a, "early_stopping"_a,
            "begin_suppress_tokens"_a = py::tuple(), "decoder_start"_a = py::none(), "timestamp_begin"_a = py::none(),
-           "no_timestamps"_a = py::none(), "max_initial_timestamp"_a = py::none(), "renormalize"_a = false)
+           "no_timestamps"_a = py::none(), "max_initial_timestamp"_a = py::none(), "renormalize"_a = false,
+           "probe_token"_a = py::none(), "probe_after"_a = py::none())
       .def_readonly("max_length", &model::GenerationOptions::max_length)
       .def_readonly("min_length", &model::GenerationOptions::min_length)
       .def_readonly("beam_size", &model::GenerationOptions::beam_size)

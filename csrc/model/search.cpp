@@ -232,9 +232,15 @@ struct SampledSource {
   std::vector<int32_t> prefix, out;
   int64_t generated = 0;
   float log_prob = 0.0f;
+  float probe = -1.0f;
   bool done = false;
   std::mt19937_64 rng;
 };
+
+// P(token) under the softmax of a row of raw logits.
+float token_probability(const float* row, int64_t V, int32_t token) {
+  return static_cast<float>(std::exp(static_cast<double>(row[token]) - log_sum_exp(row, V)));
+}
 
 // Runs greedy/sampled decoding for all sources; per-step callback optional.
 class SamplingRun {
@@ -274,6 +280,8 @@ class SamplingRun {
     keep_.clear();
     for (int64_t r = 0; r < R; ++r) {
       SampledSource& s = sources_[static_cast<size_t>(active_[static_cast<size_t>(r)])];
+      if (o_.probe_token >= 0 && s.probe < 0.0f && tokens_[static_cast<size_t>(r)] == o_.probe_after)
+        s.probe = token_probability(logits + r * V, V, o_.probe_token);
       int32_t next;
       if (s.out.size() < s.prefix.size()) {
         next = s.prefix[s.out.size()];
@@ -330,6 +338,7 @@ class SamplingRun {
       Hypothesis h;
       h.tokens = s.out;
       h.log_prob = s.log_prob;
+      h.probe = s.probe;
       h.score = s.generated > 0 ? s.log_prob / length_normalizer(s.generated, o_.length_penalty) : 0.0f;
       all.push_back({h});
     }
@@ -387,6 +396,7 @@ struct Slot {  // a finished hypothesis (or an empty slot)
 struct BeamSource {
   std::vector<int32_t> prefix;
   int64_t generated = 0, forced = 0;
+  float probe = -1.0f;
   bool improvable = true;
   bool done = false;
 };
@@ -460,6 +470,8 @@ class BeamSearch {
     for (int64_t a = 0; a < static_cast<int64_t>(active_.size()); ++a) {
       const int64_t b = active_[static_cast<size_t>(a)], r0 = a * K_, s0 = b * K_;
       BeamSource& s = src_[static_cast<size_t>(b)];
+      if (o_.probe_token >= 0 && s.probe < 0.0f && tokens_[static_cast<size_t>(r0)] == o_.probe_after)
+        s.probe = std::exp(logp_[static_cast<size_t>(r0 * V_ + o_.probe_token)]);
       if (s.forced < static_cast<int64_t>(s.prefix.size())) {  // forced start tokens
         force_start_token(s, r0, s0);
         keep_.push_back(a);
@@ -670,6 +682,7 @@ class BeamSearch {
         h.tokens.assign(slots_seq_.data(b * K_ + i), slots_seq_.data(b * K_ + i) + slots_seq_.size(b * K_ + i));
         h.score = f.score;
         h.log_prob = f.log_prob;
+        h.probe = src_[static_cast<size_t>(b)].probe;
         hyps.push_back(std::move(h));
       }
       all.push_back(std::move(hyps));
@@ -724,6 +737,7 @@ void check_options(const Transformer& model, const GenerationOptions& o, int64_t
   for (int32_t t : o.begin_suppress_tokens)
     if (t < 0 || t >= V) throw std::invalid_argument("begin_suppress_tokens contains an id outside the vocabulary");
   if (o.decoder_start >= V) throw std::invalid_argument("decoder_start is outside the vocabulary");
+  if (o.probe_token >= V || o.probe_after >= V) throw std::invalid_argument("probe ids must be target ids");
   if (o.timestamp_begin >= V || o.no_timestamps >= V || o.max_initial_timestamp >= V)
     throw std::invalid_argument("timestamp ids must be target ids");
   if (o.timestamp_begin >= 0 && (o.timestamp_begin <= c.eos_id || o.beam_size < 1))

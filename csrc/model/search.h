@@ -31,6 +31,11 @@ struct GenerationOptions {
   // are those of the softmax over the logits left after suppression and the
   // timestamp rules, not of the raw logits (Hugging Face's rule, the default).
   bool renormalize = false;
+  // >= 0: record P(probe_token) (softmax of the raw logits) at the first step whose
+  // decoder input is probe_after (Whisper's no-speech probability after
+  // <|startoftranscript|>), in Hypothesis::probe.
+  int32_t probe_token = -1;
+  int32_t probe_after = -1;
   int32_t decoder_start = -1;  // >= 0: the first decoder input instead of the config's bos_id
   // Whisper's timestamp rules (timestamp_begin >= 0: on): the generated tokens (after
   // the start tokens) hold text and timestamp ids >= timestamp_begin; see
@@ -48,6 +53,7 @@ struct Hypothesis {
   std::vector<int32_t> tokens;  // start tokens, then generated tokens; no BOS, no EOS
   float score = 0.0f;           // log_prob / generated_length^length_penalty
   float log_prob = 0.0f;        // sum of the generated tokens' log-probabilities (EOS included)
+  float probe = -1.0f;          // options.probe_token's probability (-1: not recorded)
 };
 
 // One entry per source: up to options.num_hypotheses hypotheses, best first. Beam
