@@ -500,7 +500,8 @@ class Transformer:
                              begin_suppress_tokens: Optional[Sequence[int]] = None, decoder_start: Optional[int] = None,
                              timestamp_rules: Optional[Tuple[int, int, int]] = None,
                              renormalize: bool = False,
-                             probe: Optional[Tuple[int, int]] = None) -> List[GenerationResult]:
+                             probe: Optional[Tuple[int, int]] = None, beam_semantics: str = "hf",
+                             patience: float = 1.0) -> List[GenerationResult]:
         """:meth:`generate` from an encoder output already computed (:meth:`encode` or
         :meth:`encode_features`): memory float32 [B, S, d_model]. The options are those
         of :meth:`generate`, plus ``begin_suppress_tokens``: ids that cannot be the first
@@ -513,10 +514,20 @@ class Transformer:
         (CTranslate2's rule) rather than of the raw logits; ``probe``: None, or
         ``(token, after)``: each result's ``probe`` is ``token``'s probability (softmax of
         the raw logits) at the first step whose decoder input is ``after`` (Whisper's
-        no-speech probability after ``<|startoftranscript|>``)."""
+        no-speech probability after ``<|startoftranscript|>``); ``beam_semantics``:
+        ``"hf"`` (Hugging Face's beam search, as :meth:`generate`) or ``"ct2"``
+        (CTranslate2's: the ending candidates among the best K become hypotheses, a
+        source stops with ``round(beam_size * patience)`` of them, ranked by
+        ``log_prob / (tokens without EOS) ** length_penalty``)."""
+        if beam_semantics not in ("hf", "ct2"):
+            raise ValueError(f"beam_semantics must be 'hf' or 'ct2', got {beam_semantics!r}")
+        patience = _float_option("patience", patience)
+        if not patience > 0:
+            raise ValueError(f"patience must be > 0, got {patience}")
         if not isinstance(renormalize, bool):
             raise TypeError(f"renormalize must be a bool, got {type(renormalize).__name__}")
-        extra: Dict[str, Any] = {"renormalize": renormalize}
+        extra: Dict[str, Any] = {"renormalize": renormalize, "ct2_beam": beam_semantics == "ct2",
+                                 "patience": patience}
         if probe is not None:
             extra["probe_token"], extra["probe_after"] = self._token_list("probe", probe)
         if decoder_start is not None:

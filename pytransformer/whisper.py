@@ -239,7 +239,7 @@ class WhisperModel:
         return self.tokenizer.decode([int(t) for t in tokens if t < self.tokens.eot], skip_special_tokens=True)
 
     def transcribe(self, audio: _audio.AudioInput, *, language: Optional[str] = None, task: str = "transcribe",
-                   beam_size: int = 5, best_of: int = 5, length_penalty: float = 1.0,
+                   beam_size: int = 5, best_of: int = 5, patience: float = 1.0, length_penalty: float = 1.0,
                    temperature: Union[float, Sequence[float]] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
                    compression_ratio_threshold: Optional[float] = 2.4, log_prob_threshold: Optional[float] = -1.0,
                    no_speech_threshold: Optional[float] = 0.6, condition_on_previous_text: bool = True,
@@ -292,7 +292,7 @@ class WhisperModel:
             memory = self.encode(window)
             prompt = self._window_prompt(all_tokens[prompt_reset_since:], language, task, without_timestamps)
             tokens, avg, temp, ratio, no_speech = self._decode_with_fallback(
-                memory, prompt, without_timestamps, temperatures, beam_size, best_of, length_penalty,
+                memory, prompt, without_timestamps, temperatures, beam_size, best_of, patience, length_penalty,
                 compression_ratio_threshold, log_prob_threshold, no_speech_threshold, suppress_blank,
                 suppress_tokens, max_initial_timestamp, seed)
             previous_seek = seek
@@ -331,7 +331,7 @@ class WhisperModel:
         return prompt + self.prompt(language, task, without_timestamps)
 
     def _decode_with_fallback(self, memory, prompt, without_timestamps, temperatures, beam_size, best_of,
-                              length_penalty, cr_threshold, lp_threshold, ns_threshold, suppress_blank,
+                              patience, length_penalty, cr_threshold, lp_threshold, ns_threshold, suppress_blank,
                               suppress_tokens, max_initial_timestamp, seed):
         """(tokens, avg_logprob, temperature, compression ratio, no-speech probability)."""
         c = self.transformer.config
@@ -363,7 +363,8 @@ class WhisperModel:
                 no_speech = rs[0].probe
             else:
                 r = self.transformer.generate_from_memory(
-                    memory, **{**common, "start_tokens": [prompt[1:]]}, beam_size=beam_size, num_hypotheses=1)[0]
+                    memory, **{**common, "start_tokens": [prompt[1:]]}, beam_size=beam_size, num_hypotheses=1,
+                    beam_semantics="ct2", patience=patience)[0]
                 cands = [(r.sequences[0], r.log_probs[0])] if r.sequences else [(list(prompt[1:]), -np.inf)]
                 no_speech = r.probe
             no_speech = 0.0 if no_speech is None else float(no_speech)

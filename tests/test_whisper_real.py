@@ -177,3 +177,21 @@ def test_mp3_through_pyav(ours, tmp_path):
     assert abs(len(decoded) - len(samples)) < 16000 * 0.2
     segs, _ = ours.transcribe(path, beam_size=1)
     assert "quick" in segs[0].text
+
+
+@pytest.mark.parametrize("beam_size", [1, 5])
+def test_two_minute_recording_matches_faster_whisper(ours, theirs, beam_size):
+    """Two minutes: the clips again and again with 5 s pauses (benchmarks/compare_whisper.py's
+    long case), faster-whisper's defaults at temperature 0. Beam 5 here needs
+    CTranslate2's beam search semantics (Hugging Face's picked other hypotheses)."""
+    a = audio.load_audio(os.path.join(DATA, CLIPS[0]))
+    b = audio.load_audio(os.path.join(DATA, CLIPS[1]))
+    pause = np.zeros(5 * 16000, np.float32)
+    parts = []
+    while sum(len(p) for p in parts) < 120 * 16000:
+        parts += [a, pause, b, pause]
+    long = np.concatenate(parts)[:120 * 16000]
+    segs, _ = ours.transcribe(long, beam_size=beam_size, language="en", temperature=0.0)
+    ref, _ = theirs.transcribe(long, beam_size=beam_size, language="en", temperature=0.0)
+    _same(segs, ref)
+    assert len(segs) >= 8

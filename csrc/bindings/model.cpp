@@ -264,7 +264,8 @@ model::GenerationOptions make_generation_options(py::handle max_length, py::hand
                                                  py::handle decoder_start, py::handle timestamp_begin,
                                                  py::handle no_timestamps, py::handle max_initial_timestamp,
                                                  py::handle renormalize, py::handle probe_token,
-                                                 py::handle probe_after) {
+                                                 py::handle probe_after, py::handle ct2_beam,
+                                                 py::handle patience) {
   model::GenerationOptions g;
   g.max_length = int_arg(max_length, "max_length", 1, kInt32Max);
   g.min_length = int_arg(min_length, "min_length", 0, kInt32Max);
@@ -305,6 +306,8 @@ model::GenerationOptions make_generation_options(py::handle max_length, py::hand
   g.renormalize = bool_arg(renormalize, "renormalize");
   g.probe_token = optional_id(probe_token, "probe_token");
   g.probe_after = optional_id(probe_after, "probe_after");
+  g.ct2_beam = bool_arg(ct2_beam, "ct2_beam");
+  g.patience = static_cast<float>(number_arg(patience, "patience"));
   return g;
 }
 
@@ -561,7 +564,7 @@ void bind_model(py::module_& m) {
            "seed"_a, "return_scores"_a, "suppress_tokens"_a, "forced_eos"_a, "forced_bos"_a, "early_stopping"_a,
            "begin_suppress_tokens"_a = py::tuple(), "decoder_start"_a = py::none(), "timestamp_begin"_a = py::none(),
            "no_timestamps"_a = py::none(), "max_initial_timestamp"_a = py::none(), "renormalize"_a = false,
-           "probe_token"_a = py::none(), "probe_after"_a = py::none())
+           "probe_token"_a = py::none(), "probe_after"_a = py::none(), "ct2_beam"_a = false, "patience"_a = 1.0)
       .def_readonly("max_length", &model::GenerationOptions::max_length)
       .def_readonly("min_length", &model::GenerationOptions::min_length)
       .def_readonly("beam_size", &model::GenerationOptions::beam_size)

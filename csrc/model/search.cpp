@@ -397,6 +397,8 @@ struct BeamSource {
   std::vector<int32_t> prefix;
   int64_t generated = 0, forced = 0;
   float probe = -1.0f;
+  std::vector<Hypothesis> ended;  // ct2_beam: the hypotheses registered so far (raw log_prob)
+  bool top_ended = false;         // ct2_beam: the best candidate of some step ended
   bool improvable = true;
   bool done = false;
 };
@@ -480,6 +482,11 @@ class BeamSearch {
       float* lp = logp_.data() + r0 * V_;
       logits_processors(s, s0, lp);
       top_candidates(s0, lp);
+      if (o_.ct2_beam) {
+        s.done = ct2_step(s, r0, s0);
+        if (!s.done) keep_.push_back(a);
+        continue;
+      }
       const int64_t n = static_cast<int64_t>(cands_.size());
       const bool at_max = s.generated + 1 >= o_.max_length;
       for (int64_t j = 0; j < n; ++j)
@@ -584,6 +591,58 @@ class BeamSearch {
     std::sort(cands.begin(), cands.end(), better);
   }
 
+  // CTranslate2's step (see GenerationOptions::ct2_beam); true when the source is done.
+  bool ct2_step(BeamSource& s, int64_t r0, int64_t s0) {
+    const int64_t n = static_cast<int64_t>(cands_.size());
+    const bool last = s.generated + 1 >= o_.max_length;
+    const int64_t p = static_cast<int64_t>(s.prefix.size());
+    int64_t secondary = K_;
+    for (int64_t k = 0; k < K_; ++k) {
+      int64_t take = std::min(k, n - 1);
+      const Cand& c = cands_[static_cast<size_t>(take)];
+      const int32_t tok = static_cast<int32_t>(c.index % V_);
+      if (k < n && (tok == eos_ || last) && real_log_prob(c.score)) {
+        if (k == 0) s.top_ended = true;
+        const int64_t beam = c.index / V_;
+        Hypothesis h;
+        h.tokens.assign(run_.data(s0 + beam), run_.data(s0 + beam) + run_.size(s0 + beam));
+        if (tok != eos_) h.tokens.push_back(tok);
+        h.log_prob = c.score;
+        const int64_t length = static_cast<int64_t>(h.tokens.size()) - p;
+        h.score = c.score / length_normalizer(length, o_.length_penalty);
+        s.ended.push_back(std::move(h));
+        for (int64_t j = secondary; j < n; ++j)
+          if (cands_[static_cast<size_t>(j)].index % V_ != eos_) {
+            take = j;
+            secondary = j + 1;
+            break;
+          }
+      }
+      const Cand& t = cands_[static_cast<size_t>(take)];
+      const int64_t beam = t.index / V_;
+      const int32_t next = static_cast<int32_t>(t.index % V_);
+      next_.assign(s0 + k, run_.data(s0 + beam), run_.size(s0 + beam), next);
+      next_scores_[static_cast<size_t>(s0 + k)] = t.score;
+      tokens_[static_cast<size_t>(r0 + k)] = next;
+      parent_[static_cast<size_t>(r0 + k)] = static_cast<int32_t>(r0 + beam);
+    }
+    for (int64_t k = 0; k < K_; ++k) {
+      run_.assign(s0 + k, next_.data(s0 + k), next_.size(s0 + k));
+      scores_[static_cast<size_t>(s0 + k)] = next_scores_[static_cast<size_t>(s0 + k)];
+    }
+    ++s.generated;
+    const size_t have = s.ended.size();
+    bool done = last;
+    if (!done && o_.length_penalty == 0.0f)
+      done = s.top_ended && have >= static_cast<size_t>(o_.num_hypotheses);
+    else if (!done)
+      done = have >= static_cast<size_t>(std::max<long>(1, std::lround(static_cast<float>(K_) * o_.patience)));
+    if (done)
+      std::stable_sort(s.ended.begin(), s.ended.end(),
+                       [](const Hypothesis& x, const Hypothesis& y) { return x.score > y.score; });
+    return done;
+  }
+
   // Finished candidates (only among the top K) enter the K slots if better: the K
   // best of (old slots, then candidates), ties to the earlier.
   void update_slots(const BeamSource& s, int64_t s0, int64_t n) {
@@ -675,6 +734,15 @@ class BeamSearch {
     std::vector<std::vector<Hypothesis>> all;
     for (int64_t b = 0; b < B_; ++b) {
       std::vector<Hypothesis> hyps;
+      if (o_.ct2_beam) {
+        const BeamSource& s = src_[static_cast<size_t>(b)];
+        for (size_t i = 0; i < s.ended.size() && i < static_cast<size_t>(o_.num_hypotheses); ++i) {
+          hyps.push_back(s.ended[i]);
+          hyps.back().probe = s.probe;
+        }
+        all.push_back(std::move(hyps));
+        continue;
+      }
       for (int64_t i = 0; i < o_.num_hypotheses; ++i) {
         const Slot& f = slots_[static_cast<size_t>(b * K_ + i)];
         if (!f.finished) break;  // slots are sorted finished-first: the rest are empty
@@ -738,6 +806,7 @@ void check_options(const Transformer& model, const GenerationOptions& o, int64_t
     if (t < 0 || t >= V) throw std::invalid_argument("begin_suppress_tokens contains an id outside the vocabulary");
   if (o.decoder_start >= V) throw std::invalid_argument("decoder_start is outside the vocabulary");
   if (o.probe_token >= V || o.probe_after >= V) throw std::invalid_argument("probe ids must be target ids");
+  if (!(o.patience > 0.0f) || !std::isfinite(o.patience)) throw std::invalid_argument("patience must be > 0");
   if (o.timestamp_begin >= V || o.no_timestamps >= V || o.max_initial_timestamp >= V)
     throw std::invalid_argument("timestamp ids must be target ids");
   if (o.timestamp_begin >= 0 && (o.timestamp_begin <= c.eos_id || o.beam_size < 1))

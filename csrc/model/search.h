@@ -35,6 +35,13 @@ struct GenerationOptions {
   // decoder input is probe_after (Whisper's no-speech probability after
   // <|startoftranscript|>), in Hypothesis::probe.
   int32_t probe_token = -1;
+  // Beam search with CTranslate2's semantics instead of Hugging Face's: the top K of
+  // the 2K candidates that end (EOS, or max_length) become hypotheses, each replaced
+  // by the next unfinished candidate; a source stops with round(K * patience)
+  // hypotheses (or, at length_penalty 0, once its best beam ended and it has
+  // num_hypotheses); hypotheses are ranked by log_prob / (tokens without EOS)^length_penalty.
+  bool ct2_beam = false;
+  float patience = 1.0f;
   int32_t probe_after = -1;
   int32_t decoder_start = -1;  // >= 0: the first decoder input instead of the config's bos_id
   // Whisper's timestamp rules (timestamp_begin >= 0: on): the generated tokens (after
