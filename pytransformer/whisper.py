@@ -265,54 +265,140 @@ class WhisperModel:
         the threshold) is skipped. ``progress(done_seconds, total_seconds)`` is called
         after each window.
         """
-        samples = _audio.load_audio(audio, sampling_rate)
-        duration = len(samples) / _audio.SAMPLE_RATE
-        temperatures = [float(temperature)] if isinstance(temperature, (int, float)) else [float(t) for t in temperature]
-        if not temperatures:
-            raise ValueError("temperature must be a number or a non-empty list of numbers")
-        feats = _audio.log_mel_spectrogram(samples, self.n_mels, None, padding=_audio.HOP_LENGTH)
-        content = feats.shape[1] - 1
-        language_probability, all_probs = 1.0, None
-        if language is None and self.is_multilingual:
-            all_probs = self.detect_language(features=feats[:, :content])
-            language, language_probability = all_probs[0]
+        opts = _Options(self, language, task, beam_size, best_of, patience, length_penalty, temperature,
+                        compression_ratio_threshold, log_prob_threshold, no_speech_threshold,
+                        condition_on_previous_text, prompt_reset_on_temperature, initial_prompt, without_timestamps,
+                        max_initial_timestamp, suppress_blank, suppress_tokens, seed)
+        return self._run_jobs([_Job(self, audio, sampling_rate, opts, progress)], 1)[0]
+
+    def transcribe_batch(self, audios: Sequence[_audio.AudioInput], *, batch_size: int = 8,
+                         language: Optional[str] = None, task: str = "transcribe", beam_size: int = 5,
+                         best_of: int = 5, patience: float = 1.0, length_penalty: float = 1.0,
+                         temperature: Union[float, Sequence[float]] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+                         compression_ratio_threshold: Optional[float] = 2.4,
+                         log_prob_threshold: Optional[float] = -1.0, no_speech_threshold: Optional[float] = 0.6,
+                         condition_on_previous_text: bool = True, prompt_reset_on_temperature: float = 0.5,
+                         initial_prompt: Optional[str] = None, without_timestamps: bool = False,
+                         max_initial_timestamp: float = 1.0, suppress_blank: bool = True,
+                         suppress_tokens: Optional[Sequence[int]] = None, sampling_rate: int = _audio.SAMPLE_RATE,
+                         seed: Optional[int] = None,
+                         progress: Optional[Callable[[int, float, float], None]] = None,
+                         ) -> List[Tuple[List[Segment], TranscriptionInfo]]:
+        """:meth:`transcribe` for several recordings at once, for throughput: the
+        current 30 s window of up to ``batch_size`` recordings is encoded and decoded
+        as one batch (each recording still goes window after window, conditioned on
+        its own previous text). Same options as :meth:`transcribe`; one (segments,
+        info) per recording, in order. The results equal :meth:`transcribe`'s for each
+        recording except where a temperature fallback samples (its random draws
+        depend on the batch). ``progress(index, done_seconds, total_seconds)``."""
+        if isinstance(audios, (str, bytes, np.ndarray)) or not isinstance(audios, Sequence):
+            raise TypeError("audios must be a list of paths or float32 arrays")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        opts = _Options(self, language, task, beam_size, best_of, patience, length_penalty, temperature,
+                        compression_ratio_threshold, log_prob_threshold, no_speech_threshold,
+                        condition_on_previous_text, prompt_reset_on_temperature, initial_prompt, without_timestamps,
+                        max_initial_timestamp, suppress_blank, suppress_tokens, seed)
+        jobs = [_Job(self, a, sampling_rate, opts,
+                     None if progress is None else (lambda done, total, i=i: progress(i, done, total)))
+                for i, a in enumerate(audios)]
+        return self._run_jobs(jobs, batch_size)
+
+    def _run_jobs(self, jobs: List["_Job"], batch_size: int):
+        while True:
+            active = [j for j in jobs if not j.done()][:batch_size]
+            if not active:
+                break
+            windows = np.stack([j.window() for j in active])
+            memory = self.encode(windows)
+            outcomes = self._decode_rows(memory, [j.window_prompt() for j in active], active[0].opts)
+            for j, outcome in zip(active, outcomes):
+                j.accept(outcome)
+        return [j.result() for j in jobs]
+
+    def _decode_rows(self, memory: np.ndarray, prompts: List[List[int]], o: "_Options") -> list:
+        """Per row of memory: (tokens, avg_logprob, temperature, compression ratio,
+        no-speech probability) after faster-whisper's temperature fallback."""
+        n = len(prompts)
+        outcomes: List[Any] = [None] * n
+        history: List[list] = [[] for _ in range(n)]
+        below: List[list] = [[] for _ in range(n)]
+        pending = list(range(n))
+        for temp in o.temperatures:
+            if not pending:
+                break
+            attempts = self._attempt(memory[pending], [prompts[i] for i in pending], temp, o)
+            still = []
+            for i, out in zip(pending, attempts):
+                history[i].append(out)
+                _, avg, _, ratio, no_speech = out
+                fallback = False
+                if o.cr_threshold is not None:
+                    if ratio > o.cr_threshold:
+                        fallback = True
+                    else:
+                        below[i].append(out)
+                if o.lp_threshold is not None and avg < o.lp_threshold:
+                    fallback = True
+                if (o.ns_threshold is not None and no_speech > o.ns_threshold and o.lp_threshold is not None
+                        and avg < o.lp_threshold):
+                    fallback = False  # silence
+                if fallback:
+                    still.append(i)
+                else:
+                    outcomes[i] = out
+            pending = still
+        for i in pending:  # every temperature failed: the best average log-probability
+            best = max(below[i] or history[i], key=lambda x: x[1])
+            outcomes[i] = (best[0], best[1], o.temperatures[-1], best[3], best[4])
+        return outcomes
+
+    def _attempt(self, memory: np.ndarray, prompts: List[List[int]], temp: float, o: "_Options") -> list:
+        """One decoding of each row at temperature ``temp``; rows sharing a decoder start
+        and a length limit run as one batch."""
+        c = self.transformer.config
         t = self.tokens
-        all_tokens: List[int] = []
-        if initial_prompt:
-            all_tokens += self._encode_text(" " + initial_prompt.strip())
-        prompt_reset_since = 0
-        segments: List[Segment] = []
-        seek = 0
-        frame_seconds = _audio.HOP_LENGTH / _audio.SAMPLE_RATE  # 0.01, as faster-whisper computes it
-        while seek < content:
-            size = min(_audio.N_FRAMES, content - seek)
-            time_offset = seek * frame_seconds
-            window = np.zeros((1, self.n_mels, _audio.N_FRAMES), np.float32)
-            window[0, :, :size] = feats[:, seek:seek + size]
-            memory = self.encode(window)
-            prompt = self._window_prompt(all_tokens[prompt_reset_since:], language, task, without_timestamps)
-            tokens, avg, temp, ratio, no_speech = self._decode_with_fallback(
-                memory, prompt, without_timestamps, temperatures, beam_size, best_of, patience, length_penalty,
-                compression_ratio_threshold, log_prob_threshold, no_speech_threshold, suppress_blank,
-                suppress_tokens, max_initial_timestamp, seed)
-            previous_seek = seek
-            if no_speech_threshold is not None and no_speech > no_speech_threshold and not (
-                    log_prob_threshold is not None and avg > log_prob_threshold):
-                seek += size  # silence
+        groups: Dict[Tuple[int, int], List[int]] = {}
+        for i, prompt in enumerate(prompts):
+            # CTranslate2's decoding length: at most half the positions, and what the prompt leaves
+            max_length = min(c.max_length // 2, c.max_length - (len(prompt) - 1))
+            if max_length < 1:
+                raise ValueError(f"the prompt ({len(prompt)} tokens) leaves no room in {c.max_length} positions")
+            groups.setdefault((prompt[0], max_length), []).append(i)
+        out: List[Any] = [None] * len(prompts)
+        for (start, max_length), rows in groups.items():
+            common = dict(suppress_tokens=o.suppress, return_scores=True, begin_suppress_tokens=o.begin_suppress,
+                          decoder_start=start, timestamp_rules=o.rules, length_penalty=o.length_penalty,
+                          max_length=max_length, renormalize=True,
+                          probe=(t.no_speech, t.sot) if t.no_speech is not None else None)
+            if temp > 0:
+                k = o.best_of
+                rs = self.transformer.generate_from_memory(
+                    np.repeat(memory[rows], k, axis=0), start_tokens=[prompts[i][1:] for i in rows for _ in range(k)],
+                    sampling_topk=0, sampling_temperature=temp, seed=o.seed, **common)
+                per_row = [rs[j * k:(j + 1) * k] for j in range(len(rows))]
             else:
-                pieces, seek = self._split_by_timestamps(tokens, time_offset, size, seek)
-                for start, end, piece in pieces:
-                    text = self.decode_text(piece) if self.tokenizer is not None else ""
-                    if start == end or (self.tokenizer is not None and not text.strip()):
+                rs = self.transformer.generate_from_memory(
+                    memory[rows], start_tokens=[prompts[i][1:] for i in rows], beam_size=o.beam_size,
+                    num_hypotheses=1, beam_semantics="ct2", patience=o.patience, **common)
+                per_row = [[r] for r in rs]
+            for i, cands in zip(rows, per_row):
+                n = len(prompts[i]) - 1
+                best = None
+                for r in cands:
+                    if not r.sequences:
                         continue
-                    all_tokens.extend(piece)
-                    segments.append(Segment(len(segments) + 1, previous_seek, start, end, text, piece, avg, no_speech,
-                                            temp, ratio))
-                if not condition_on_previous_text or temp > prompt_reset_on_temperature:
-                    prompt_reset_since = len(all_tokens)
-            if progress is not None:
-                progress(min(content, seek) * _audio.HOP_LENGTH / _audio.SAMPLE_RATE, duration)
-        return segments, TranscriptionInfo(language or "en", language_probability, duration, all_probs)
+                    tokens = r.sequences[0][n:]
+                    length = max(len(tokens), 1)
+                    rank = r.log_probs[0] / length ** o.length_penalty  # CTranslate2's hypothesis score
+                    if best is None or rank > best[0]:
+                        best = (rank, tokens, r.log_probs[0] / (len(tokens) + 1))
+                if best is None:
+                    best = (-np.inf, [], -np.inf)
+                probe = cands[0].probe
+                text = self.decode_text(best[1]).strip() if self.tokenizer is not None else ""
+                out[i] = (best[1], best[2], temp, compression_ratio(text), 0.0 if probe is None else float(probe))
+        return out
 
     # -- transcribe's parts ------------------------------------------------------------------
 
@@ -329,66 +415,6 @@ class WhisperModel:
                 raise ValueError("this model has no <|startofprev|> token: use condition_on_previous_text=False")
             prompt = [self.tokens.sot_prev] + previous[-(c.max_length // 2 - 1):]
         return prompt + self.prompt(language, task, without_timestamps)
-
-    def _decode_with_fallback(self, memory, prompt, without_timestamps, temperatures, beam_size, best_of,
-                              patience, length_penalty, cr_threshold, lp_threshold, ns_threshold, suppress_blank,
-                              suppress_tokens, max_initial_timestamp, seed):
-        """(tokens, avg_logprob, temperature, compression ratio, no-speech probability)."""
-        c = self.transformer.config
-        t = self.tokens
-        # CTranslate2's decoding length: at most half the positions, and what the prompt leaves
-        start_step = len(prompt) - 1
-        max_length = min(c.max_length // 2, c.max_length - start_step)
-        if max_length < 1:
-            raise ValueError(f"the prompt ({len(prompt)} tokens) leaves no room in {c.max_length} positions")
-        suppress = list(t.suppress if suppress_tokens is None else suppress_tokens)
-        rules = None
-        if not without_timestamps:
-            begin = t.no_timestamps + 1
-            rules = (begin, t.no_timestamps, min(c.tgt_vocab_size - 1, begin + int(round(max_initial_timestamp / 0.02))))
-        common = dict(start_tokens=None, suppress_tokens=suppress, return_scores=True,
-                      begin_suppress_tokens=list(t.begin_suppress) if suppress_blank else None,
-                      decoder_start=prompt[0], timestamp_rules=rules, length_penalty=length_penalty,
-                      max_length=max_length, renormalize=True,
-                      probe=(t.no_speech, t.sot) if t.no_speech is not None else None)
-        results, below = [], []
-        temp = temperatures[0]
-        for temp in temperatures:
-            if temp > 0:
-                mem = np.repeat(memory, best_of, axis=0)
-                rs = self.transformer.generate_from_memory(
-                    mem, **{**common, "start_tokens": [prompt[1:]] * best_of}, sampling_topk=0,
-                    sampling_temperature=temp, seed=seed)
-                cands = [(r.sequences[0], r.log_probs[0]) for r in rs]
-                no_speech = rs[0].probe
-            else:
-                r = self.transformer.generate_from_memory(
-                    memory, **{**common, "start_tokens": [prompt[1:]]}, beam_size=beam_size, num_hypotheses=1,
-                    beam_semantics="ct2", patience=patience)[0]
-                cands = [(r.sequences[0], r.log_probs[0])] if r.sequences else [(list(prompt[1:]), -np.inf)]
-                no_speech = r.probe
-            no_speech = 0.0 if no_speech is None else float(no_speech)
-            n = len(prompt) - 1
-            scored = [(seq[n:], lp / (len(seq) - n + 1)) for seq, lp in cands]
-            tokens, avg = max(scored, key=lambda x: x[1] * 1.0)
-            text = self.decode_text(tokens).strip() if self.tokenizer is not None else ""
-            ratio = compression_ratio(text)
-            outcome = (tokens, avg, temp, ratio, no_speech)
-            results.append(outcome)
-            fallback = False
-            if cr_threshold is not None:
-                if ratio > cr_threshold:
-                    fallback = True
-                else:
-                    below.append(outcome)
-            if lp_threshold is not None and avg < lp_threshold:
-                fallback = True
-            if ns_threshold is not None and no_speech > ns_threshold and lp_threshold is not None and avg < lp_threshold:
-                fallback = False
-            if not fallback:
-                return outcome
-        best = max(below or results, key=lambda x: x[1])
-        return best[0], best[1], temp, best[3], best[4]
 
     def _split_by_timestamps(self, tokens: List[int], time_offset: float, size: int, seek: int):
         """faster-whisper's segments of one window: [(start, end, tokens)], next seek."""
@@ -420,3 +446,102 @@ def compression_ratio(text: str) -> float:
     """len(utf-8 text) / len(zlib-compressed text): high for repetitive text."""
     raw = text.encode("utf-8")
     return len(raw) / len(zlib.compress(raw)) if raw else 0.0
+
+
+class _Options:
+    """transcribe's options, checked once."""
+
+    def __init__(self, model: WhisperModel, language, task, beam_size, best_of, patience, length_penalty,
+                 temperature, cr_threshold, lp_threshold, ns_threshold, condition_on_previous_text,
+                 prompt_reset_on_temperature, initial_prompt, without_timestamps, max_initial_timestamp,
+                 suppress_blank, suppress_tokens, seed):
+        c = model.transformer.config
+        t = model.tokens
+        if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
+            self.temperatures = [float(temperature)]
+        else:
+            self.temperatures = [float(x) for x in temperature]
+        if not self.temperatures or any(not np.isfinite(x) or x < 0 for x in self.temperatures):
+            raise ValueError("temperature must be a number >= 0 or a non-empty list of them")
+        for name, v in (("beam_size", beam_size), ("best_of", best_of)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        model.prompt(language, task, without_timestamps)  # checks language and task
+        self.language, self.task = language, task
+        self.beam_size, self.best_of, self.patience = beam_size, best_of, patience
+        self.length_penalty = length_penalty
+        self.cr_threshold, self.lp_threshold, self.ns_threshold = cr_threshold, lp_threshold, ns_threshold
+        self.condition_on_previous_text = condition_on_previous_text
+        self.prompt_reset_on_temperature = prompt_reset_on_temperature
+        self.initial_prompt = initial_prompt
+        self.without_timestamps = without_timestamps
+        self.suppress = list(t.suppress if suppress_tokens is None else suppress_tokens)
+        self.begin_suppress = list(t.begin_suppress) if suppress_blank else None
+        self.rules = None
+        if not without_timestamps:
+            begin = t.no_timestamps + 1
+            self.rules = (begin, t.no_timestamps,
+                          min(c.tgt_vocab_size - 1, begin + int(round(max_initial_timestamp / 0.02))))
+        self.seed = seed
+
+
+class _Job:
+    """One recording going through transcribe: its features, where it is, what it said."""
+
+    def __init__(self, model: WhisperModel, audio, sampling_rate: int, opts: _Options, progress):
+        self.model, self.opts, self.progress = model, opts, progress
+        samples = _audio.load_audio(audio, sampling_rate)
+        self.duration = len(samples) / _audio.SAMPLE_RATE
+        self.feats = _audio.log_mel_spectrogram(samples, model.n_mels, None, padding=_audio.HOP_LENGTH)
+        self.content = self.feats.shape[1] - 1
+        self.language, self.language_probability, self.all_probs = opts.language, 1.0, None
+        if self.language is None and model.is_multilingual:
+            self.all_probs = model.detect_language(features=self.feats[:, :self.content])
+            self.language, self.language_probability = self.all_probs[0]
+        self.all_tokens: List[int] = []
+        if opts.initial_prompt:
+            self.all_tokens += model._encode_text(" " + opts.initial_prompt.strip())
+        self.prompt_reset_since = 0
+        self.segments: List[Segment] = []
+        self.seek = 0
+        self.size = 0
+
+    def done(self) -> bool:
+        return self.seek >= self.content
+
+    def window(self) -> np.ndarray:
+        self.size = min(_audio.N_FRAMES, self.content - self.seek)
+        w = np.zeros((self.model.n_mels, _audio.N_FRAMES), np.float32)
+        w[:, :self.size] = self.feats[:, self.seek:self.seek + self.size]
+        return w
+
+    def window_prompt(self) -> List[int]:
+        o = self.opts
+        return self.model._window_prompt(self.all_tokens[self.prompt_reset_since:], self.language, o.task,
+                                         o.without_timestamps)
+
+    def accept(self, outcome) -> None:
+        o, m = self.opts, self.model
+        tokens, avg, temp, ratio, no_speech = outcome
+        previous_seek = self.seek
+        time_offset = self.seek * (_audio.HOP_LENGTH / _audio.SAMPLE_RATE)  # as faster-whisper computes it
+        if o.ns_threshold is not None and no_speech > o.ns_threshold and not (
+                o.lp_threshold is not None and avg > o.lp_threshold):
+            self.seek += self.size  # silence
+        else:
+            pieces, self.seek = m._split_by_timestamps(tokens, time_offset, self.size, self.seek)
+            for start, end, piece in pieces:
+                text = m.decode_text(piece) if m.tokenizer is not None else ""
+                if start == end or (m.tokenizer is not None and not text.strip()):
+                    continue
+                self.all_tokens.extend(piece)
+                self.segments.append(Segment(len(self.segments) + 1, previous_seek, start, end, text, piece, avg,
+                                             no_speech, temp, ratio))
+            if not o.condition_on_previous_text or temp > o.prompt_reset_on_temperature:
+                self.prompt_reset_since = len(self.all_tokens)
+        if self.progress is not None:
+            self.progress(min(self.content, self.seek) * _audio.HOP_LENGTH / _audio.SAMPLE_RATE, self.duration)
+
+    def result(self) -> Tuple[List[Segment], TranscriptionInfo]:
+        return self.segments, TranscriptionInfo(self.language or "en", self.language_probability, self.duration,
+                                                self.all_probs)

@@ -197,3 +197,24 @@ def test_two_minute_recording_matches_faster_whisper(ours, theirs, beam_size, op
     ref, _ = theirs.transcribe(long, beam_size=beam_size, language="en", temperature=0.0, **options)
     _same(segs, ref)
     assert len(segs) >= (4 if options else 8)
+
+
+@pytest.mark.parametrize("batch_size", [2, 3])
+def test_transcribe_batch_equals_one_by_one(ours, long_audio, batch_size):
+    """Windows of several recordings decoded as one batch give each recording's own
+    transcript (temperature 0: no sampled fallback), whatever the batch holds."""
+    clips = [audio.load_audio(os.path.join(DATA, c)) for c in CLIPS] + [long_audio]
+    one_by_one = [ours.transcribe(x, beam_size=5, temperature=0.0) for x in clips]
+    seen = []
+    batched = ours.transcribe_batch(clips, batch_size=batch_size, beam_size=5, temperature=0.0,
+                                    progress=lambda i, done, total: seen.append(i))
+    assert len(batched) == len(clips)
+    for (segs, info), (ref, ref_info) in zip(batched, one_by_one):
+        assert [(s.tokens, s.start, s.end, s.text) for s in segs] == [(r.tokens, r.start, r.end, r.text) for r in ref]
+        np.testing.assert_allclose([s.avg_logprob for s in segs], [r.avg_logprob for r in ref], atol=1e-5)
+        assert info.duration == ref_info.duration
+    assert sorted(set(seen)) == [0, 1, 2]
+    with pytest.raises(ValueError, match="batch_size"):
+        ours.transcribe_batch(clips, batch_size=0)
+    with pytest.raises(TypeError, match="list of paths"):
+        ours.transcribe_batch(clips[0])
