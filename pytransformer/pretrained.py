@@ -41,7 +41,7 @@ def from_pretrained(path: "os.PathLike[str] | str", *, compute_type: str = "floa
     cfg_path = os.path.join(path, "config.json")
     from .families import _ctranslate2
     if _ctranslate2.is_ct2_folder(path) and not os.path.isfile(os.path.join(path, "model.safetensors")):
-        return _ctranslate2.load_whisper(path, compute_type)
+        return _ctranslate2.load(path, compute_type)
     if not os.path.isfile(cfg_path):
         raise FileNotFoundError(f"from_pretrained: no config.json in {path!r}")
     hf = read_json(cfg_path)

@@ -10,7 +10,10 @@ target name). Strings are an ``uint16`` length and that many bytes (with a NUL).
 Every size is checked against the file before it is used.
 
 Supported here: the Whisper spec (``WhisperSpec``) as :class:`pytransformer.WhisperModel`,
-with float32, float16, bfloat16 and int8 (+ ``_scale``) variables.
+and the encoder-decoder Transformer spec (``TransformerSpec``: what ct2-transformers-converter
+makes of Marian/OPUS-MT and other BART-layout translators) as a
+:class:`pytransformer.Transformer`, with float32, float16, bfloat16 and int8 (+ scale)
+variables.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from . import _hf
 _DTYPES = {0: np.dtype("<f4"), 1: np.dtype("i1"), 2: np.dtype("<i2"), 3: np.dtype("<i4"), 4: np.dtype("<f2"),
            5: "bfloat16"}
 _DTYPE_NAMES = {0: "float32", 1: "int8", 2: "int16", 3: "int32", 4: "float16", 5: "bfloat16"}
-_SUPPORTED_SPECS = ("WhisperSpec",)
+_SUPPORTED_SPECS = ("WhisperSpec", "TransformerSpec")
+_ACTIVATIONS = {0: "relu", 2: "silu", 3: "gelu"}  # CTranslate2's Activation ids pytransformer computes
 
 
 class CT2FormatError(ValueError):
@@ -156,13 +160,175 @@ class _Vars:
         return self.v[self.aliases.get(name, name)].reshape(-1)[0].item()
 
 
-def load_whisper(path: str, compute_type: str = "float32") -> WhisperModel:
-    """A :class:`pytransformer.WhisperModel` from a CTranslate2 Whisper folder."""
+def load(path: str, compute_type: str = "float32"):
+    """The model of a CTranslate2 folder: a WhisperModel or a Transformer."""
     bin_path = os.path.join(path, "model.bin")
     spec, revision, variables, aliases = read_model_bin(bin_path)
-    if spec not in _SUPPORTED_SPECS:
-        raise CT2FormatError(f"{bin_path!r}: the CTranslate2 spec {spec or '(none)'!r} is not supported "
-                             f"(supported: {', '.join(_SUPPORTED_SPECS)})")
+    if spec == "WhisperSpec":
+        return load_whisper(path, compute_type, (spec, revision, variables, aliases))
+    if spec == "TransformerSpec":
+        return load_transformer(path, compute_type, (spec, revision, variables, aliases))
+    raise CT2FormatError(f"{bin_path!r}: the CTranslate2 spec {spec or '(none)'!r} is not supported "
+                         f"(supported: {', '.join(_SUPPORTED_SPECS)})")
+
+
+def _vocabulary(path: str) -> list:
+    for name in ("shared_vocabulary.json", "target_vocabulary.json"):
+        file = os.path.join(path, name)
+        if os.path.isfile(file):
+            vocab = _hf.read_json(file, list)
+            if not all(isinstance(t, str) for t in vocab):
+                raise CT2FormatError(f"{file!r} must be a JSON array of token strings")
+            return vocab
+    for name in ("shared_vocabulary.txt", "target_vocabulary.txt"):
+        file = os.path.join(path, name)
+        if os.path.isfile(file):
+            with open(file, encoding="utf-8") as f:
+                return [line.rstrip("\n") for line in f]
+    raise FileNotFoundError(f"from_pretrained: {path!r} has no shared_vocabulary.json (or .txt): a CTranslate2 "
+                            "translator folder needs its vocabulary")
+
+
+def load_transformer(path: str, compute_type: str = "float32", read=None) -> Transformer:
+    """A :class:`pytransformer.Transformer` from a CTranslate2 TransformerSpec folder
+    with one shared vocabulary (Marian/OPUS-MT, BART-layout conversions).
+
+    CTranslate2 starts Marian decoding from a zero embedding (``start_from_zero_embedding``):
+    here that is one extra token at the end of the vocabulary, ``<pad>``, whose
+    embedding row is zeros, the decoder start and suppressed in
+    ``generation_defaults``; ``model.vocabulary`` lists the token strings by id."""
+    bin_path = os.path.join(path, "model.bin")
+    spec, revision, variables, aliases = read or read_model_bin(bin_path)
+    v = _Vars(bin_path, variables, aliases)
+    if v.has("encoder/embeddings_1/weight") or not v.has("encoder/embeddings_0/weight"):
+        raise CT2FormatError(f"{bin_path!r}: one source embedding table is supported")
+    pre = bool(v.scalar("encoder/pre_norm", 1))
+    if bool(v.scalar("decoder/pre_norm", int(pre))) != pre:
+        raise CT2FormatError(f"{bin_path!r}: encoder and decoder differ in pre_norm")
+    act_id = int(v.scalar("encoder/activation", 0))
+    if act_id not in _ACTIVATIONS or int(v.scalar("decoder/activation", act_id)) != act_id:
+        raise CT2FormatError(f"{bin_path!r}: activation {act_id} is not supported (ReLU, SiLU, GELU are)")
+    for flag in ("decoder/alibi", "encoder/multi_query_attention", "decoder/multi_query_attention",
+                 "encoder/relative_position", "decoder/relative_position", "encoder/rms_norm"):
+        if v.has(flag) and int(v.scalar(flag)):
+            raise CT2FormatError(f"{bin_path!r}: {flag} is not supported")
+    for name in ("encoder/layernorm_embedding/gamma", "decoder/layernorm_embedding/gamma"):
+        if v.has(name):
+            raise CT2FormatError(f"{bin_path!r}: {name.rsplit('/', 1)[0]} is not supported yet")
+    src = v.get("encoder/embeddings_0/weight")
+    tgt = v.get("decoder/embeddings/weight")
+    V, E = tgt.shape
+    if src.shape != tgt.shape or not np.array_equal(src, tgt):
+        raise CT2FormatError(f"{bin_path!r}: separate source and target embeddings are not supported yet")
+    heads = int(v.scalar("decoder/num_heads"))
+    scale_src = float(v.scalar("encoder/scale_embeddings", 1))
+    scale_tgt = float(v.scalar("decoder/scale_embeddings", scale_src))
+    if scale_src == 1.0 and isinstance(v.scalar("encoder/scale_embeddings", 1), (bool, int)):
+        scale_src = float(np.sqrt(E))  # older files: a flag meaning sqrt(depth)
+    if scale_src != scale_tgt:
+        raise CT2FormatError(f"{bin_path!r}: different source and target embedding scales")
+    n_enc = sum(1 for k in list(variables) + list(aliases)
+                if k.startswith("encoder/layer_") and k.endswith("/ffn/linear_0/weight"))
+    n_dec = sum(1 for k in list(variables) + list(aliases)
+                if k.startswith("decoder/layer_") and k.endswith("/ffn/linear_0/weight"))
+    ffn = v.get("encoder/layer_0/ffn/linear_0/weight").shape[0]
+    zero_start = bool(v.scalar("decoder/start_from_zero_embedding", 0))
+    vocab = list(_vocabulary(path))
+    if len(vocab) != V:
+        raise CT2FormatError(f"{path!r}: the vocabulary has {len(vocab)} tokens, the embeddings {V} rows")
+    w: Dict[str, np.ndarray] = {}
+    table = tgt
+    extra = 0
+    if zero_start:
+        table = np.concatenate([tgt, np.zeros((1, E), np.float32)])
+        vocab.append("<pad>")
+        extra = 1
+    w["src_embed.weight"] = table
+    pos_src = v.get("encoder/position_encodings/encodings")
+    pos_tgt = v.get("decoder/position_encodings/encodings")
+    if pos_src.shape != pos_tgt.shape or not np.array_equal(pos_src, pos_tgt):
+        raise CT2FormatError(f"{bin_path!r}: different source and target position tables are not supported")
+    w["src_pos_embed.weight"] = pos_src
+    w["tgt_pos_embed.weight"] = pos_tgt
+
+    def norm(ours: str, theirs: str):
+        w[ours + ".weight"] = v.get(theirs + "/gamma")
+        w[ours + ".bias"] = v.get(theirs + "/beta")
+
+    def linear(ours: str, theirs: str):
+        weight = v.get(theirs + "/weight")
+        w[ours + ".weight"] = weight
+        w[ours + ".bias"] = (v.get(theirs + "/bias") if v.has(theirs + "/bias")
+                             else np.zeros(weight.shape[0], np.float32))
+
+    for i in range(n_enc):
+        s_, d = f"encoder/layer_{i}/", f"encoder.layers.{i}."
+        linear(d + "self_attn.in_proj", s_ + "self_attention/linear_0")
+        w[d + "self_attn.in_proj_weight"] = w.pop(d + "self_attn.in_proj.weight")
+        w[d + "self_attn.in_proj_bias"] = w.pop(d + "self_attn.in_proj.bias")
+        linear(d + "self_attn.out_proj", s_ + "self_attention/linear_1")
+        norm(d + "norm1", s_ + "self_attention/layer_norm")
+        norm(d + "norm2", s_ + "ffn/layer_norm")
+        linear(d + "linear1", s_ + "ffn/linear_0")
+        linear(d + "linear2", s_ + "ffn/linear_1")
+    for i in range(n_dec):
+        s_, d = f"decoder/layer_{i}/", f"decoder.layers.{i}."
+        linear(d + "self_attn.in_proj", s_ + "self_attention/linear_0")
+        w[d + "self_attn.in_proj_weight"] = w.pop(d + "self_attn.in_proj.weight")
+        w[d + "self_attn.in_proj_bias"] = w.pop(d + "self_attn.in_proj.bias")
+        linear(d + "self_attn.out_proj", s_ + "self_attention/linear_1")
+        linear(d + "q", s_ + "attention/linear_0")
+        linear(d + "kv", s_ + "attention/linear_1")
+        w[d + "multihead_attn.in_proj_weight"] = np.concatenate([w.pop(d + "q.weight"), w.pop(d + "kv.weight")])
+        w[d + "multihead_attn.in_proj_bias"] = np.concatenate([w.pop(d + "q.bias"), w.pop(d + "kv.bias")])
+        linear(d + "multihead_attn.out_proj", s_ + "attention/linear_2")
+        norm(d + "norm1", s_ + "self_attention/layer_norm")
+        norm(d + "norm2", s_ + "attention/layer_norm")
+        norm(d + "norm3", s_ + "ffn/layer_norm")
+        linear(d + "linear1", s_ + "ffn/linear_0")
+        linear(d + "linear2", s_ + "ffn/linear_1")
+    final = pre and v.has("encoder/layer_norm/gamma")
+    if final:
+        norm("encoder.norm", "encoder/layer_norm")
+        norm("decoder.norm", "decoder/layer_norm")
+    proj = aliases.get("decoder/projection/weight", "decoder/projection/weight")
+    if proj != "decoder/embeddings/weight":
+        raise CT2FormatError(f"{bin_path!r}: an output projection not tied to the embeddings is not supported yet")
+    bias = v.has("decoder/projection/bias")
+    if bias:
+        b = v.get("decoder/projection/bias")
+        w["generator.bias"] = np.concatenate([b, np.zeros(extra, np.float32)])
+    cfg_file = os.path.join(path, "config.json")
+    cfg = _hf.read_json(cfg_file) if os.path.isfile(cfg_file) else {}
+
+    def token_id(key: str, default: str) -> int:
+        tok = cfg.get(key) or default
+        if tok not in vocab:
+            raise CT2FormatError(f"{cfg_file!r}: {key} {tok!r} is not in the vocabulary")
+        return vocab.index(tok)
+
+    eos = token_id("eos_token", "</s>")
+    start = V if zero_start else token_id("decoder_start_token", "</s>")
+    config = TransformerConfig(
+        d_model=E, nhead=heads, num_encoder_layers=n_enc, num_decoder_layers=n_dec, dim_feedforward=ffn,
+        activation=_ACTIVATIONS[act_id], norm_first=pre, layer_norm_eps=1e-5 if cfg.get("layer_norm_epsilon") is None
+        else float(cfg["layer_norm_epsilon"]), final_norm=final, embedding_scale=scale_src, positional="learned",
+        src_vocab_size=V + extra, tgt_vocab_size=V + extra, share_embeddings=True, tie_output=True,
+        output_bias=bias, max_length=pos_src.shape[0], pad_id=start if zero_start else eos, bos_id=start,
+        eos_id=eos)
+    model = Transformer(config, w, compute_type=compute_type)
+    model.vocabulary = vocab
+    model.generation_defaults = {"suppress_tokens": [V]} if zero_start else {}
+    model.tokenizer = None
+    return model
+
+
+def load_whisper(path: str, compute_type: str = "float32", read=None) -> WhisperModel:
+    """A :class:`pytransformer.WhisperModel` from a CTranslate2 Whisper folder."""
+    bin_path = os.path.join(path, "model.bin")
+    spec, revision, variables, aliases = read or read_model_bin(bin_path)
+    if spec != "WhisperSpec":
+        raise CT2FormatError(f"{bin_path!r}: the spec is {spec!r}, not WhisperSpec")
     if revision > 3:
         raise CT2FormatError(f"{bin_path!r}: {spec} revision {revision} is newer than this reader knows (3)")
     v = _Vars(bin_path, variables, aliases)
