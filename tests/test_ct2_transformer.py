@@ -103,3 +103,25 @@ def test_unsupported_spec_is_a_clear_error(folders, tmp_path):
     open(path, "wb").write(bytes(data))
     with pytest.raises(ValueError, match="LanguageModelXX"):
         pt.from_pretrained(folder)
+
+
+def test_corrupted_model_bin_raises_clean_errors(folders, tmp_path):
+    """Random byte changes in the header region and truncations: a clear exception
+    (ValueError family, or the loader's own checks), never a crash or a hang."""
+    src = open(os.path.join(folders["float32"], "model.bin"), "rb").read()
+    rng = np.random.default_rng(0)
+    path = str(tmp_path / "model.bin")
+    for trial in range(60):
+        data = bytearray(src)
+        if trial % 3 == 0:
+            data = data[:int(rng.integers(0, len(data)))]
+        else:
+            for _ in range(int(rng.integers(1, 8))):
+                i = int(rng.integers(0, min(len(data), 4000)))
+                data[i] = int(rng.integers(0, 256))
+        with open(path, "wb") as f:
+            f.write(bytes(data))
+        try:
+            _ctranslate2.read_model_bin(path)
+        except ValueError:
+            pass  # CT2FormatError is a ValueError

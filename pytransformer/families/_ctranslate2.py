@@ -19,6 +19,7 @@ variables.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from typing import Dict, Optional, Tuple
@@ -99,7 +100,7 @@ def read_model_bin(path: str) -> Tuple[str, int, Dict[str, np.ndarray], Dict[str
             dtype = {4: np.dtype("<f4"), 2: np.dtype("<f2"), 1: np.dtype("i1")}.get(itemsize)
             if dtype is None:
                 raise CT2FormatError(f"{path!r}: variable {name!r} has the unknown item size {itemsize}")
-        n = int(np.prod(dims, dtype=np.int64)) if dims else 1
+        n = math.prod(dims)  # Python ints: no overflow whatever the file claims
         if n * itemsize != nbytes:
             raise CT2FormatError(f"{path!r}: variable {name!r} has {nbytes} bytes, but its shape {dims} needs "
                                  f"{n * itemsize}")
