@@ -54,12 +54,20 @@ DecoderState::DecoderState(const Transformer& model, const float* memory, int64_
     model.decoder_layers()[l].cross_attn.kv.forward(kt_, memory, B * S, kv.data());
     float* ck = cross_k_[l].data();
     float* cv = cross_v_[l].data();
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t s = 0; s < S; ++s) {
-        const float* src = kv.data() + (b * S + s) * 2 * E_;
-        for (int64_t j = 0; j < E_; ++j) ck[(b * E_ + j) * S_pad_ + s] = src[j];  // j = h*D + d
-        std::memcpy(cv + (b * S + s) * E_, src + E_, static_cast<size_t>(E_) * sizeof(float));
-      }
+    // K transposed in 32 x 32 tiles (a row at a time would write S cache lines per
+    // key dimension: slow for Whisper's 1500 positions); V copied row by row.
+    constexpr int64_t kTile = 32;
+    for (int64_t b = 0; b < B; ++b) {
+      const float* src = kv.data() + b * S * 2 * E_;
+      for (int64_t s0 = 0; s0 < S; s0 += kTile)
+        for (int64_t j0 = 0; j0 < E_; j0 += kTile) {
+          const int64_t s1 = std::min(S, s0 + kTile), j1 = std::min(E_, j0 + kTile);
+          for (int64_t j = j0; j < j1; ++j)  // j = h*D + d
+            for (int64_t s = s0; s < s1; ++s) ck[(b * E_ + j) * S_pad_ + s] = src[s * 2 * E_ + j];
+        }
+      for (int64_t s = 0; s < S; ++s)
+        std::memcpy(cv + (b * S + s) * E_, src + s * 2 * E_ + E_, static_cast<size_t>(E_) * sizeof(float));
+    }
   }
   x_ = AlignedBuffer(static_cast<size_t>(R * E_));
   t_ = AlignedBuffer(static_cast<size_t>(R * E_));
