@@ -262,32 +262,28 @@ def load_transformer(path: str, compute_type: str = "float32", read=None) -> Tra
         w[ours + ".bias"] = (v.get(theirs + "/bias") if v.has(theirs + "/bias")
                              else np.zeros(weight.shape[0], np.float32))
 
-    for i in range(n_enc):
-        s_, d = f"encoder/layer_{i}/", f"encoder.layers.{i}."
+    def self_attention_and_ffn(d: str, s_: str, ffn_norm: str):
+        """Self-attention (fused q/k/v, out), its norm1, the FFN and its norm."""
         linear(d + "self_attn.in_proj", s_ + "self_attention/linear_0")
         w[d + "self_attn.in_proj_weight"] = w.pop(d + "self_attn.in_proj.weight")
         w[d + "self_attn.in_proj_bias"] = w.pop(d + "self_attn.in_proj.bias")
         linear(d + "self_attn.out_proj", s_ + "self_attention/linear_1")
         norm(d + "norm1", s_ + "self_attention/layer_norm")
-        norm(d + "norm2", s_ + "ffn/layer_norm")
+        norm(d + ffn_norm, s_ + "ffn/layer_norm")
         linear(d + "linear1", s_ + "ffn/linear_0")
         linear(d + "linear2", s_ + "ffn/linear_1")
+
+    for i in range(n_enc):
+        self_attention_and_ffn(f"encoder.layers.{i}.", f"encoder/layer_{i}/", "norm2")
     for i in range(n_dec):
         s_, d = f"decoder/layer_{i}/", f"decoder.layers.{i}."
-        linear(d + "self_attn.in_proj", s_ + "self_attention/linear_0")
-        w[d + "self_attn.in_proj_weight"] = w.pop(d + "self_attn.in_proj.weight")
-        w[d + "self_attn.in_proj_bias"] = w.pop(d + "self_attn.in_proj.bias")
-        linear(d + "self_attn.out_proj", s_ + "self_attention/linear_1")
+        self_attention_and_ffn(d, s_, "norm3")
         linear(d + "q", s_ + "attention/linear_0")
         linear(d + "kv", s_ + "attention/linear_1")
         w[d + "multihead_attn.in_proj_weight"] = np.concatenate([w.pop(d + "q.weight"), w.pop(d + "kv.weight")])
         w[d + "multihead_attn.in_proj_bias"] = np.concatenate([w.pop(d + "q.bias"), w.pop(d + "kv.bias")])
         linear(d + "multihead_attn.out_proj", s_ + "attention/linear_2")
-        norm(d + "norm1", s_ + "self_attention/layer_norm")
         norm(d + "norm2", s_ + "attention/layer_norm")
-        norm(d + "norm3", s_ + "ffn/layer_norm")
-        linear(d + "linear1", s_ + "ffn/linear_0")
-        linear(d + "linear2", s_ + "ffn/linear_1")
     final = pre and v.has("encoder/layer_norm/gamma")
     if final:
         norm("encoder.norm", "encoder/layer_norm")
