@@ -198,17 +198,6 @@ class WhisperModel:
             r.sequences[:] = [s[n:] for s in r.sequences]
         return results
 
-    def no_speech_probability(self, memory: np.ndarray) -> np.ndarray:
-        """P(<|nospeech|>) after <|startoftranscript|>, per row of memory [B, S, E]."""
-        t = self.tokens
-        if t.no_speech is None:
-            return np.zeros(memory.shape[0])
-        logits = self.transformer.decode(np.full((memory.shape[0], 1), t.sot, np.int32), memory)[:, 0]
-        logits = logits.astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        return p[:, t.no_speech] / p.sum(axis=1)
-
     def detect_language(self, audio: Union[_audio.AudioInput, np.ndarray, None] = None, *,
                         features: Optional[np.ndarray] = None,
                         sampling_rate: int = _audio.SAMPLE_RATE) -> List[Tuple[str, float]]:
